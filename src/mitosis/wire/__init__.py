@@ -1,0 +1,1 @@
+"""Wire-level codecs and schemas shared by the coordinator, worker and client."""
