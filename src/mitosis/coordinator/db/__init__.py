@@ -1,0 +1,1 @@
+"""Tables, engine/session set-up, dialect helpers and Alembic migrations."""

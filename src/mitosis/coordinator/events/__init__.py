@@ -1,0 +1,1 @@
+"""Publish/subscribe between request handlers and coordinators."""
