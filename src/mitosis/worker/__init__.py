@@ -1,0 +1,1 @@
+"""The worker role: fetch tasks from a coordinator, run them, upload their artifacts, commit."""
