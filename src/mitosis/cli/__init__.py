@@ -1,0 +1,1 @@
+"""The ``mito`` command line: one module per role, no business logic."""
