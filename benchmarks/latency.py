@@ -1,0 +1,70 @@
+"""Latency: submit → process start on an idle worker, and submit → archived (Finished, committed).
+
+Tasks go one at a time to one idle, long-polling ``mito worker``. Each runs
+``sh -c 'date +%s.%N > FILE'``, so FILE holds the wall time the process started. The same-run
+baseline is the spawn → timestamp delay of that command in a bare loop (benchmarks.baseline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks.common import coordinator, database, login, start_workers, summary_ms, task_req, wait_for
+
+
+def baseline_start(n: int) -> list[float]:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.baseline", "--latency", str(n)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return list(json.loads(out.stdout)["start_latency_s"])
+
+
+async def mitosis_latency(kind: str, n: int, tmp: Path) -> dict[str, Any]:
+    marks = tmp / f"marks-{kind}"
+    marks.mkdir(parents=True)
+    starts: list[float] = []
+    dones: list[float] = []
+    async with database(kind, tmp) as db:
+        with coordinator(db.url, tmp / f"coord-lat-{kind}") as coord:
+            pool = start_workers(coord.url, 1, tmp / f"workers-lat-{kind}")
+            try:
+                await wait_for(db, "SELECT count(*) FROM workers", 1, 120, poll=0.1)
+                async with httpx.AsyncClient(base_url=coord.url, timeout=60) as client:
+                    client.headers["Authorization"] = f"Bearer {await login(client)}"
+                    await asyncio.sleep(1.0)  # the worker is now parked in its long-poll
+                    for i in range(n):
+                        mark = marks / str(i)
+                        req = task_req(["/bin/sh", "-c", 'date +%s.%N > "$0"', str(mark)])
+                        t0 = time.time()
+                        r = await client.post("/tasks", json=req)
+                        r.raise_for_status()
+                        await wait_for(db, "SELECT count(*) FROM archived_tasks", i + 1, 60, poll=0.001)
+                        dones.append(time.time() - t0)
+                        starts.append(float(mark.read_text()) - t0)
+                        await asyncio.sleep(0.05)  # back to idle: the worker re-enters its long-poll
+            finally:
+                pool.stop()
+    return {"submit_to_start": summary_ms(starts), "submit_to_archived": summary_ms(dones)}
+
+
+async def run(tmp: Path, *, n: int, kinds: list[str]) -> dict[str, Any]:
+    base = summary_ms(await asyncio.to_thread(baseline_start, n))
+    out: dict[str, Any] = {"n_tasks": n, "baseline_spawn_to_start": base, "runs": []}
+    for kind in kinds:
+        res = await mitosis_latency(kind, n, tmp)
+        res["database"] = kind
+        res["p50_overhead_over_baseline_ms"] = round(res["submit_to_start"]["p50_ms"] - base["p50_ms"], 3)
+        out["runs"].append(res)
+    return out
