@@ -6,7 +6,9 @@ No worker runs, so submitted tasks stay Ready and can be changed and cancelled.
 from __future__ import annotations
 
 import json
+import queue
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -278,17 +280,40 @@ def test_watch_prints_json_lines_as_tasks_change(admin: Cli) -> None:
         stdin=subprocess.DEVNULL,
         text=True,
     )
-    try:
+    lines_out: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
         assert proc.stdout is not None
-        first = json.loads(proc.stdout.readline())
+        for text in proc.stdout:
+            lines_out.put(text)
+
+    def next_record() -> Any:
+        return json.loads(lines_out.get(timeout=30))  # queue.Empty: the record never came
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        first = next_record()
         assert first["uuid"] == uuid and first["state"] == "Ready" and first["result"] is None
         assert first["labels"] == ["watched"] and first["command"] == "sleep 60"
+        # Submitted after the watch began: one matching task joins it, one other does not.
+        other = admin.json("tasks", "submit", "-l", "unwatched", "--", "sleep", "60")["uuid"]
+        late = admin.json("tasks", "submit", "-l", "watched", "--", "sleep", "61")["uuid"]
+        joined = next_record()
+        assert joined["uuid"] == late and joined["state"] == "Ready" and joined["command"] == "sleep 61"
+        admin.run("tasks", "cancel", other)
         admin.run("tasks", "cancel", uuid)
-        out, err = proc.communicate(timeout=60)
+        admin.run("tasks", "cancel", late)
+        proc.wait(timeout=60)
+        reader.join(timeout=10)
     finally:
         proc.kill()
         proc.wait()
-    lines = [json.loads(line) for line in out.splitlines()]
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    lines = [json.loads(lines_out.get_nowait()) for _ in range(lines_out.qsize())]
     assert proc.returncode == 0, err
-    assert lines and lines[-1]["uuid"] == uuid and lines[-1]["state"] == "Cancelled"
-    assert lines[-1]["result"] is not None and lines[-1]["updated_at"]
+    assert lines and other not in {line["uuid"] for line in lines}
+    ends = {line["uuid"]: line for line in lines if line["state"] == "Cancelled"}
+    assert set(ends) == {uuid, late} and lines[-1]["uuid"] == late
+    assert all(end["result"] is not None and end["updated_at"] for end in ends.values())

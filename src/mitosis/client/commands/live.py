@@ -112,18 +112,27 @@ def _result_text(result: Any) -> str:
 class _Board:
     """The watched tasks: their rows, updated from events."""
 
-    def __init__(self, resp: m.TasksQueryResp) -> None:
+    def __init__(self, resp: m.TasksQueryResp, req: m.TasksQueryReq | None = None) -> None:
         self.group = resp.group_name
+        self.req = req
+        self.limit = req.limit if req is not None and req.limit is not None else None
         self.rows: dict[str, dict[str, Any]] = {}
+        # Tasks a query showed not to match the filter, with the (state, labels) they had then:
+        # asked about again only when one of those changes.
+        self.outside: dict[str, tuple[str | None, tuple[str, ...]]] = {}
         self.merge(resp)
 
     def merge(self, resp: m.TasksQueryResp) -> list[str]:
-        """Take the rows of a query; return the uuids that are new or whose state or result changed."""
+        """Take the rows of a query; return the uuids that are new or whose state or result changed.
+        New tasks are added only while the board holds fewer than ``--limit`` rows."""
         changed = []
         for task in resp.tasks:
             args = task.spec.get("args", []) if isinstance(task.spec, dict) else []
             uuid = str(task.uuid)
             old = self.rows.get(uuid)
+            if old is None and self.limit is not None and len(self.rows) >= self.limit:
+                continue
+            self.outside.pop(uuid, None)
             row = {
                 "state": task.state.value,
                 "result": task.result if isinstance(task.result, dict) else None,
@@ -134,6 +143,36 @@ class _Board:
             if old is None or (old["state"], old["result"]) != (row["state"], row["result"]):
                 changed.append(uuid)
             self.rows[uuid] = row
+        return changed
+
+    def _may_match(self, ev: stream.Event) -> bool:
+        """Whether a task not on the board may now match the filter, judged from the event alone
+        (state and labels); the other filter fields need a query."""
+        req = self.req
+        if req is None or ev.type != "task" or not ev.uuid or ev.state is None:
+            return False
+        if self.limit is not None and len(self.rows) >= self.limit:
+            return False
+        if req.states and ev.state not in {s.value for s in req.states}:
+            return False
+        labels = ev.data.get("labels")
+        have = tuple(sorted(str(x) for x in labels)) if isinstance(labels, list) else ()
+        if req.labels and not set(req.labels) <= set(have):
+            return False
+        return self.outside.get(ev.uuid) != (ev.state, have)
+
+    def newcomers(self, ev: stream.Event, client: MitoClient) -> list[str]:
+        """A task the board does not show changed: if it may have started to match the filter (a
+        new submission, a state or labels change), query again and add what now matches. Returns
+        the uuids added or changed."""
+        if ev.uuid in self.rows or not self._may_match(ev):
+            return []
+        assert self.req is not None and ev.uuid is not None
+        changed = self.merge(client.query_tasks(self.req))
+        if ev.uuid not in self.rows:
+            labels = ev.data.get("labels")
+            have = tuple(sorted(str(x) for x in labels)) if isinstance(labels, list) else ()
+            self.outside[ev.uuid] = (ev.state, have)
         return changed
 
     def apply(self, ev: stream.Event, client: MitoClient) -> bool:
@@ -197,7 +236,7 @@ def _follow_table(
         for ev in events:
             if ev.type == "reset":
                 board.merge(client.query_tasks(req))
-            elif not board.apply(ev, client):
+            elif not board.apply(ev, client) and not board.newcomers(ev, client):
                 continue
             live.update(board.table())
             if board.all_ended():
@@ -217,7 +256,9 @@ def _follow_records(
         elif board.apply(ev, client):
             changed = [ev.uuid or ""]
         else:
-            continue
+            changed = board.newcomers(ev, client)
+            if not changed:
+                continue
         for uuid in changed:
             printer.item(board.record(uuid))
         if board.all_ended():
@@ -244,7 +285,8 @@ def watch(
     printer: Printer,
 ) -> None:
     """A live table of the tasks matching the filter, updated as they change, until all of them
-    have ended (or Ctrl-C: exit 130).
+    have ended (or Ctrl-C: exit 130). Tasks that start to match while it runs (a new submission,
+    a labels change) join the table, up to --limit rows.
 
     \b
     For scripts: --once --json (or --output yaml) prints the query result, as `tasks query --json`;
@@ -264,7 +306,7 @@ def watch(
     try:
         # Subscribed before the query, so no change between the two is missed.
         with client.events(group=req.group_name or client.username, kind="task") as events:
-            follow(_Board(client.query_tasks(req)), events, client, req, printer)
+            follow(_Board(client.query_tasks(req), req), events, client, req, printer)
     except KeyboardInterrupt:
         _exit(EXIT_INTERRUPTED)
     except BrokenPipeError:
