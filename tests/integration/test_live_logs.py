@@ -7,6 +7,7 @@ an oversized upload, 429 back-pressure at the per-task cap (and relief once a re
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import threading
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from mitosis.client import AsyncMitoClient, MitoClient
 from tests.support.coordinator import LiveCoordinator, inprocess_coordinator
 
 
@@ -150,6 +152,67 @@ def test_follow_ends_when_the_task_commits(live_coordinator: LiveCoordinator) ->
         # Committed: uploads are refused, reads still serve the stored log (no std-log artifact here).
         assert t.post_raw("stdout", len(expected), b"late").status_code == 404
         assert joined(frames(admin, t.uuid), "stdout") == expected
+
+
+def _feed(t: Running, started: threading.Event) -> tuple[bytes, bytes]:
+    """Once the reader is following, upload 20 lines to each stream, then commit with exit 3."""
+    assert started.wait(10), "the reader never opened the log"
+    out = err = b""
+    for i in range(20):
+        piece = f"out {i}\n".encode()
+        assert t.post_raw("stdout", len(out), piece).status_code == 200
+        out += piece
+        piece = f"err {i}\n".encode()
+        assert t.post_raw("stderr", len(err), piece).status_code == 200
+        err += piece
+    t.finish(exit_status=3 << 8)
+    return out, err
+
+
+@pytest.mark.parametrize("face", ["sync", "async"])
+def test_sdk_follow(live_coordinator: LiveCoordinator, face: str) -> None:
+    """Both SDK faces read the log while it is written and end with the task's exit code."""
+    token = live_coordinator.login()
+    with live_coordinator.admin() as admin:
+        t = Running(live_coordinator, admin)
+        got: dict[str, bytes] = {"stdout": b"", "stderr": b""}
+        started = threading.Event()
+        first_chunk_before_commit: list[bool] = []
+        ends: list[Any] = []
+
+        def note(stream: str, data: bytes) -> None:
+            if not first_chunk_before_commit:
+                state = admin.get(f"/tasks/{t.uuid}").json()["info"]["state"]
+                first_chunk_before_commit.append(state == "Running")
+            got[stream] += data
+
+        def read_sync() -> None:
+            with MitoClient(live_coordinator.url, token) as sdk:
+                reader = sdk.logs(t.uuid, follow=True)
+                started.set()
+                for chunk in reader:
+                    note(chunk.stream, chunk.data)
+                ends.append(reader.end)
+
+        async def read_async() -> None:
+            async with AsyncMitoClient(live_coordinator.url, token) as sdk:
+                reader = sdk.logs(t.uuid, follow=True)
+                started.set()
+                async for chunk in reader:
+                    note(chunk.stream, chunk.data)
+                ends.append(reader.end)
+
+        thread = threading.Thread(
+            target=read_sync if face == "sync" else (lambda: asyncio.run(read_async())), daemon=True
+        )
+        thread.start()
+        out, err = _feed(t, started)
+        thread.join(30)
+        assert not thread.is_alive(), "follow did not end after the commit"
+        assert (got["stdout"], got["stderr"]) == (out, err)
+        assert first_chunk_before_commit == [True], "the first bytes came only after the end"
+        assert len(ends) == 1 and ends[0] is not None
+        assert ends[0].state == "Finished" and ends[0].exit_code == 3
 
 
 def test_std_log_artifact_takes_over(live_coordinator: LiveCoordinator) -> None:
