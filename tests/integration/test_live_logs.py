@@ -154,10 +154,12 @@ def test_follow_ends_when_the_task_commits(live_coordinator: LiveCoordinator) ->
         assert joined(frames(admin, t.uuid), "stdout") == expected
 
 
-def _feed(t: Running, started: threading.Event) -> tuple[bytes, bytes]:
-    """Once the reader is following, upload 20 lines to each stream, then commit with exit 3."""
-    assert started.wait(10), "the reader never opened the log"
-    out = err = b""
+def _feed(t: Running, first_read: threading.Event) -> tuple[bytes, bytes]:
+    """Upload a line, wait until the reader has it (so what follows is read live), upload 20 lines
+    to each stream, then commit with exit 3."""
+    out, err = b"out -\n", b""
+    assert t.post_raw("stdout", 0, out).status_code == 200
+    assert first_read.wait(20), "the follower did not get the first line while the task ran"
     for i in range(20):
         piece = f"out {i}\n".encode()
         assert t.post_raw("stdout", len(out), piece).status_code == 200
@@ -176,7 +178,7 @@ def test_sdk_follow(live_coordinator: LiveCoordinator, face: str) -> None:
     with live_coordinator.admin() as admin:
         t = Running(live_coordinator, admin)
         got: dict[str, bytes] = {"stdout": b"", "stderr": b""}
-        started = threading.Event()
+        first_read = threading.Event()
         first_chunk_before_commit: list[bool] = []
         ends: list[Any] = []
 
@@ -185,11 +187,11 @@ def test_sdk_follow(live_coordinator: LiveCoordinator, face: str) -> None:
                 state = admin.get(f"/tasks/{t.uuid}").json()["info"]["state"]
                 first_chunk_before_commit.append(state == "Running")
             got[stream] += data
+            first_read.set()
 
         def read_sync() -> None:
             with MitoClient(live_coordinator.url, token) as sdk:
                 reader = sdk.logs(t.uuid, follow=True)
-                started.set()
                 for chunk in reader:
                     note(chunk.stream, chunk.data)
                 ends.append(reader.end)
@@ -197,7 +199,6 @@ def test_sdk_follow(live_coordinator: LiveCoordinator, face: str) -> None:
         async def read_async() -> None:
             async with AsyncMitoClient(live_coordinator.url, token) as sdk:
                 reader = sdk.logs(t.uuid, follow=True)
-                started.set()
                 async for chunk in reader:
                     note(chunk.stream, chunk.data)
                 ends.append(reader.end)
@@ -206,7 +207,7 @@ def test_sdk_follow(live_coordinator: LiveCoordinator, face: str) -> None:
             target=read_sync if face == "sync" else (lambda: asyncio.run(read_async())), daemon=True
         )
         thread.start()
-        out, err = _feed(t, started)
+        out, err = _feed(t, first_read)
         thread.join(30)
         assert not thread.is_alive(), "follow did not end after the commit"
         assert (got["stdout"], got["stderr"]) == (out, err)
