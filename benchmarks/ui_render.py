@@ -1,11 +1,16 @@
 """Server time to render the dashboard's task list with 100,000 tasks, on SQLite and PostgreSQL.
 
 Run: ``.venv/bin/python benchmarks/ui_render.py [--tasks 100000] [--renders 25] [--backends sqlite,postgres]``
+(``--pg URL`` or ``MITO_BENCH_PG`` for another PostgreSQL server; about 40 s on a 2-core machine).
 
 The coordinator app runs in this process behind httpx's ASGI transport (no sockets), so the time
 measured is the server's: session check, the task query, template rendering. Tasks are
 bulk-inserted with SQL into one group: 90% archived (Finished, half with exit 0), 10% active
 (Ready). PostgreSQL uses a throwaway database on ``--pg`` (created and dropped here). Prints JSON.
+
+Baseline in the same run: ``GET /health`` through the same transport and app (no session, no query,
+no template), timed the same way; each page's ``ratio_to_health`` is its median over that median,
+the figure to compare across runs on a machine whose speed varies from hour to hour.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import statistics
 import tempfile
@@ -159,6 +165,15 @@ async def _bench(db_url: str, data_dir: Path, total: int, renders: int) -> dict[
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             await _login(client)
             results: dict[str, Any] = {"fill_seconds": round(fill_s, 1)}
+            for _ in range(3):
+                await client.get("/health")
+            health = []
+            for _ in range(renders):
+                t0 = time.perf_counter()
+                r = await client.get("/health")
+                health.append(time.perf_counter() - t0)
+                assert r.status_code == 200
+            results["health_baseline"] = {"path": "/health", **_stats(health)}
             for name, path in PAGES.items():
                 warm = await client.get(path)
                 if warm.status_code != 200:
@@ -175,6 +190,9 @@ async def _bench(db_url: str, data_dir: Path, total: int, renders: int) -> dict[
                     assert r.status_code == 200
                     rows = r.text.count("<tr data-uuid=")
                 results[name] = {"path": path, "rows": rows, **_stats(samples)}
+                results[name]["ratio_to_health"] = round(
+                    results[name]["median_ms"] / max(results["health_baseline"]["median_ms"], 0.001), 1
+                )
             return results
 
 
@@ -191,9 +209,19 @@ async def main() -> None:
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--renders", type=int, default=25)
     parser.add_argument("--backends", default="sqlite,postgres")
-    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get("MITO_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="PostgreSQL server for the throwaway database (default: $MITO_BENCH_PG or the local one)",
+    )
     args = parser.parse_args()
-    out: dict[str, Any] = {"tasks": args.tasks, "renders": args.renders, "target_median_ms": 100}
+    out: dict[str, Any] = {
+        "tasks": args.tasks,
+        "renders": args.renders,
+        "target_median_ms": 100,
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
     for backend in args.backends.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             data_dir = Path(tmp)

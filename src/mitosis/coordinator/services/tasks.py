@@ -483,18 +483,38 @@ async def matching_uuids(
     return g, uuids
 
 
+ARCHIVED_STATES = frozenset({TaskState.Finished, TaskState.Cancelled})
+"""The only states an archived task can have: every move into ``archived_tasks`` (a worker's commit,
+a user's cancel of a waiting task, the coordinator's timeout and shutdown cancels) writes one of
+these two (behavior.md 2.6)."""
+ACTIVE_STATES = frozenset({TaskState.Pending, TaskState.Ready, TaskState.Running, *ARCHIVED_STATES})
+"""An active task may also be Finished or Cancelled: reported by its worker, not yet committed."""
+
+
+def query_tables(f: m.TaskFilter, reporter: uuid.UUID | None) -> list[Any]:
+    """The task tables that can hold a match for ``f``; the others need not be read at all.
+
+    A state filter can rule a table out (a Ready page never reads the archive, whose index walk
+    would otherwise scan every archived task of the group to find none), and so can ``reporter``,
+    which only archived tasks have. Skipping a table changes no result, only the work.
+    """
+    tables = []
+    if reporter is None and (not f.states or ACTIVE_STATES.intersection(f.states)):
+        tables.append(active_tasks)
+    if not f.states or ARCHIVED_STATES.intersection(f.states):
+        tables.append(archived_tasks)
+    return tables
+
+
 async def query(engine: AsyncEngine, caller: User, req: m.TasksQueryReq) -> m.TasksQueryResp:
     validate_filter(req)
     async with read_only(engine).connect() as conn:
         g = await effective_group(conn, caller, req.group_name, Role.Read)
         dialect = conn.dialect.name
-        parts = [
-            _task_select(t).where(*filter_clauses(t, req, g.id, dialect, req.reporter_uuid))
-            for t in (active_tasks, archived_tasks)
-        ]
+        tables = query_tables(req, req.reporter_uuid)
         if req.count:
             total = 0
-            for t in (active_tasks, archived_tasks):
+            for t in tables:
                 total += (
                     await conn.execute(
                         select(func.count())
@@ -503,16 +523,22 @@ async def query(engine: AsyncEngine, caller: User, req: m.TasksQueryReq) -> m.Ta
                     )
                 ).scalar_one()
             return m.TasksQueryResp(count=total, tasks=[], group_name=g.group_name)
-        if req.limit is not None:
-            # Each side only needs its newest offset+limit rows: sorting them per table (an index
-            # walk) before the union keeps a page cheap however many tasks the archive holds.
-            keep = req.limit + (req.offset or 0)
-            parts = [
-                p.order_by(t.c.id.desc()).limit(keep)
-                for p, t in zip(parts, (active_tasks, archived_tasks), strict=True)
-            ]
-        combined = union_all(*(p.subquery().select() for p in parts)).subquery()
-        stmt = select(combined).order_by(combined.c.id.desc())
+        if not tables:
+            return m.TasksQueryResp(count=0, tasks=[], group_name=g.group_name)
+        parts = [
+            _task_select(t).where(*filter_clauses(t, req, g.id, dialect, req.reporter_uuid)) for t in tables
+        ]
+        stmt: Select[Any]
+        if len(tables) == 1:
+            stmt = parts[0].order_by(tables[0].c.id.desc())
+        else:
+            if req.limit is not None:
+                # Each side only needs its newest offset+limit rows: sorting them per table (an index
+                # walk) before the union keeps a page cheap however many tasks the archive holds.
+                keep = req.limit + (req.offset or 0)
+                parts = [p.order_by(t.c.id.desc()).limit(keep) for p, t in zip(parts, tables, strict=True)]
+            combined = union_all(*(p.subquery().select() for p in parts)).subquery()
+            stmt = select(combined).order_by(combined.c.id.desc())
         if req.limit is not None:
             stmt = stmt.limit(req.limit)
         if req.offset:
