@@ -8,6 +8,7 @@ connection, so the event exists exactly when the change does. A PostgreSQL NOTIF
 from __future__ import annotations
 
 import uuid
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -24,17 +25,20 @@ async def _notify(conn: AsyncConnection) -> None:
     """Nothing to send: on PostgreSQL the ``events_notify`` trigger (migration 0005) does it."""
 
 
-_group_names: dict[int, str] = {}
+# Per database (keyed by engine): one process may serve several, e.g. the in-process coordinators
+# of the test suite, where the same group id names different groups.
+_group_names: weakref.WeakKeyDictionary[Any, dict[int, str]] = weakref.WeakKeyDictionary()
 
 
 async def group_name(conn: AsyncConnection, group_id: int) -> str:
-    """A group's name, cached: names never change and ids are never reused."""
-    name = _group_names.get(group_id)
+    """A group's name, cached per database: names never change and ids are never reused."""
+    names = _group_names.setdefault(conn.engine.sync_engine, {})
+    name = names.get(group_id)
     if name is None:
         name = (await conn.execute(select(groups.c.group_name).where(groups.c.id == group_id))).scalar_one()
-        if len(_group_names) > 100_000:
-            _group_names.clear()
-        _group_names[group_id] = name
+        if len(names) > 100_000:
+            names.clear()
+        names[group_id] = name
     return name
 
 
