@@ -73,3 +73,39 @@ def test_a_refused_submission_writes_nothing(module_coordinator: LiveCoordinator
     with module_coordinator.admin() as admin:
         assert admin.get(f"/groups/{owner}").json()["task_count"] == 0
         assert admin.post("/tasks/query", json={"group_name": owner, "count": True}).json()["count"] == 0
+
+
+def test_resource_local_paths_outside_or_naming_no_file_are_refused(
+    module_coordinator: LiveCoordinator, names: Names
+) -> None:
+    """A resource is downloaded to ``local_path`` under the resource dir: a path that leaves it, or
+    names a directory rather than a file, is a 400 at submit (one and many) and writes nothing."""
+    user = names("res")
+    token = module_coordinator.create_user(user, "pw")
+
+    def req(local_path: str) -> dict[str, Any]:
+        body = _req(user, 1)
+        body["task_spec"]["resources"] = [
+            {"remote_file": {"Attachment": {"key": "data/in.txt"}}, "local_path": local_path}
+        ]
+        return body
+
+    escaping = ["/etc/passwd", "../up", "a/../../up", ""]
+    no_file = [".", "./", "data/", "a/."]
+    with module_coordinator.client(token) as c:
+        for path in escaping + no_file:
+            r = c.post("/tasks", json=req(path))
+            assert r.status_code == 400, (path, r.text)
+            expected = "absolute or contains `..`" if path in escaping else "names a directory"
+            assert expected in r.json()["msg"], (path, r.json())
+            if path in no_file:
+                assert repr(path) in r.json()["msg"]
+        assert c.post("/tasks/query", json={"group_name": user, "count": True}).json()["count"] == 0
+        # The batch endpoint answers per task (as 0.6.8): the good one is created, the bad one not.
+        r = c.post("/tasks/submit", json={"tasks": [req("ok/in.txt"), req(".")]})
+        assert r.status_code == 200, r.text
+        ok, bad = r.json()["results"]
+        assert "names a directory" in bad["Err"]["msg"], bad
+        assert c.post("/tasks/query", json={"group_name": user, "count": True}).json()["count"] == 1
+        spec = c.get(f"/tasks/{ok['Ok']['uuid']}").json()["info"]["spec"]
+        assert spec["resources"][0]["local_path"] == "ok/in.txt"

@@ -421,6 +421,26 @@ async def test_resources_downloaded_or_task_failed(fake: FakeCoordinator, tmp_pa
     assert commits[9] == {"exit_status": 0, "msg": None}
 
 
+async def test_a_resource_that_cannot_be_written_fails_its_task_not_the_worker(
+    fake: FakeCoordinator, tmp_path: Path
+) -> None:
+    """'.' names no file, and 'a' after 'a/b' is a directory: each task fails, the worker goes on."""
+    fake.state.attachments["data/in.txt"] = b"payload"
+    fake.state.queue += [
+        _task(21, ["true"], resources=[_attachment("data/in.txt", ".")]),
+        _task(22, ["true"], resources=[_attachment("data/in.txt", "a/b"), _attachment("data/in.txt", "a")]),
+        _task(23, ["sh", "-c", "test -f $MITO_RESOURCE_DIR/ok"], resources=[_attachment("data/in.txt", "ok")]),
+    ]
+    worker = Worker(_settings(fake.url, tmp_path))
+    run = asyncio.create_task(worker.run())
+    await _until(lambda: {21, 22, 23} <= set(fake.state.commits()), 20, "commits of tasks 21-23")
+    code = await _stop(worker, run)
+    assert code == 0 and not worker.forced_exit
+    assert fake.state.ops(21) == ["Cancel", {"Commit": {"exit_status": 0, "msg": "ResourceForbidden"}}]
+    assert fake.state.ops(22) == ["Cancel", {"Commit": {"exit_status": 0, "msg": "ResourceForbidden"}}]
+    assert fake.state.commits()[23] == {"exit_status": 0, "msg": None}
+
+
 async def test_watch_without_redis_polls_coordinator(fake: FakeCoordinator, tmp_path: Path) -> None:
     watched = str(uuid.uuid4())
     fake.state.watched[watched] = ("Running", None)

@@ -12,8 +12,10 @@ mapped to the 0.6.8 commit messages, with these fixes (behavior.md §11.3):
   ``ResourceNotFound``, 5xx / connection loss → retried until the deadline, other statuses →
   ``ResourceForbidden``.
 
-A ``local_path`` that is absolute or climbs out with ``..`` is refused (``ResourceForbidden``): the
-task spec comes from a user, the disk belongs to the worker.
+A ``local_path`` that is absolute, climbs out with ``..`` or names no file (``.``) is refused
+(``ResourceForbidden``): the task spec comes from a user, the disk belongs to the worker. A file
+that cannot be written locally (a directory in the way, a full disk) fails the task with
+``FetchResourceError`` / ``ResourceForbidden`` instead of stopping the worker.
 """
 
 from __future__ import annotations
@@ -115,8 +117,16 @@ async def _fetch_one(
     except ValueError as exc:
         log.warning("task %s: refusing resource local_path %r: %s", task.uuid, item.local_path, exc)
         raise _Fail(_FORBIDDEN) from None
+    if not rel.parts:
+        log.warning("task %s: refusing resource local_path %r: it names no file", task.uuid, item.local_path)
+        raise _Fail(_FORBIDDEN)
     dest = resource_dir / rel
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        # e.g. an earlier resource of the task is a file where this one needs a directory.
+        log.warning("task %s: resource %s: cannot create its directory: %s", task.uuid, item.local_path, exc)
+        raise _Fail(_UNEXPECTED) from None
     backoff = Backoff(cap)
     while True:
         if time.monotonic() >= deadline:
@@ -136,6 +146,11 @@ async def _fetch_one(
             raise _Fail(_UNEXPECTED) from None
         except (TransientError, _Retry) as exc:
             log.warning("task %s: resource %s: %s; retrying", task.uuid, item.local_path, exc)
+        except OSError as exc:
+            # The local side cannot take the file (a directory in the way, disk full, ...): the
+            # task fails with a message; the worker goes on with its next task.
+            log.warning("task %s: resource %s: cannot write it: %s", task.uuid, item.local_path, exc)
+            raise _Fail(_UNEXPECTED) from None
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise _Fail(_TIMEOUT)

@@ -76,6 +76,12 @@ def check_resources(spec: m.TaskSpec) -> None:
         path = PurePosixPath(res.local_path)
         if not res.local_path or path.is_absolute() or ".." in path.parts:
             raise errors.invalid("Resource local path is absolute or contains `..`")
+        if not path.parts or res.local_path.rsplit("/", 1)[-1] in ("", "."):
+            # "." or "dir/" names a directory, not the file the resource is downloaded to.
+            raise errors.invalid(
+                f"Resource local path {res.local_path!r} names a directory: give the file to write, "
+                "relative to the resource directory (e.g. data/input.bin)"
+            )
         if res.remote_file.Attachment is not None:
             problem = attachment_key_problem(res.remote_file.Attachment.key)
             if problem is not None:
