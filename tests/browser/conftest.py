@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,7 +36,7 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
 T = TypeVar("T")
-PASSWORDS = {"alice": "alice-pw-1", "bob": "bob-pw-1", ADMIN_USER: ADMIN_PASSWORD}
+PASSWORDS = {"alice": "alice-pw-1", "bob": "bob-pw-1", "wes": "wes-pw-1", ADMIN_USER: ADMIN_PASSWORD}
 
 
 def _ensure_chromium() -> None:
@@ -76,6 +77,7 @@ def coord(
         with inprocess_coordinator(base / "coord", db_url) as c:
             c.create_user("alice", PASSWORDS["alice"])
             c.create_user("bob", PASSWORDS["bob"])
+            c.create_user("wes", PASSWORDS["wes"])
             yield c
     finally:
         if request.param == "postgres":
@@ -88,12 +90,13 @@ def _mito() -> str:
     return found
 
 
-@pytest.fixture(scope="module")
-def worker(
-    coord: LiveCoordinator, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def running_worker(
+    coord: LiveCoordinator, home: Path, username: str, *extra: str
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A real ``mito worker`` of alice, serving alice's group, polling every second."""
-    home = tmp_path_factory.mktemp("worker")
+    """A real ``mito worker`` of ``username`` polling every second; ``extra``: more CLI options.
+
+    Yields once the worker has registered (in ``username``'s own group, or the first of ``-g``)."""
     env = {
         **os.environ,
         "XDG_CACHE_HOME": str(home / "cache"),
@@ -107,25 +110,27 @@ def worker(
         "-c",
         coord.url,
         "-u",
-        "alice",
+        username,
         "-p",
-        PASSWORDS["alice"],
+        PASSWORDS[username],
         "--polling-interval",
         "1s",
         "--heartbeat-interval",
         "5s",
         "--work-dir",
         str(home / "work"),
+        *extra,
     ]
     log = (home / "worker.log").open("wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        # The worker signs in as alice, which renews alice's token signature (0.6.8 login
+        # The worker signs in as its user, which renews that user's token signature (0.6.8 login
         # semantics): wait for its registration so the browser sessions opened later stay valid.
-        _wait_registered(coord, proc, home / "worker.log")
+        _wait_registered(coord, proc, home / "worker.log", username)
         yield proc
     finally:
-        proc.terminate()
+        if proc.poll() is None:
+            proc.terminate()
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
@@ -134,33 +139,51 @@ def worker(
         log.close()
 
 
-def _wait_registered(coord: LiveCoordinator, proc: subprocess.Popen[bytes], log: Path) -> None:
+@pytest.fixture(scope="module")
+def worker(
+    coord: LiveCoordinator, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real ``mito worker`` of alice, serving alice's group, polling every second."""
+    with running_worker(coord, tmp_path_factory.mktemp("worker"), "alice") as proc:
+        yield proc
+
+
+def _wait_registered(coord: LiveCoordinator, proc: subprocess.Popen[bytes], log: Path, group: str) -> None:
     deadline = time.monotonic() + 30
     with coord.admin() as api:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"mito worker exited with {proc.returncode}: {log.read_text()[-2000:]}")
-            r = api.post("/workers/query", json={"group_name": "alice", "count": True})
+            r = api.post("/workers/query", json={"group_name": group, "count": True})
             if r.status_code == 200 and r.json()["count"] > 0:
                 return
             time.sleep(0.2)
     raise TimeoutError(f"mito worker did not register within 30 s: {log.read_text()[-2000:]}")
 
 
-@pytest.fixture(scope="session")
-def shots() -> Callable[[Page, str], None]:
+def db_kind(request: pytest.FixtureRequest) -> str:
+    """The database the test's coordinator uses (``postgres``/``sqlite``), or ``""`` without one."""
+    callspec = getattr(request.node, "callspec", None)
+    return str(callspec.params.get("coord", "")) if callspec is not None else ""
+
+
+@pytest.fixture
+def shots(request: pytest.FixtureRequest) -> Callable[[Page, str], None]:
+    """``shots(page, "07-workers")`` → ``test-output/screenshots/07-workers-<db>.png``: one file
+    per database, so the PostgreSQL and SQLite runs do not overwrite each other."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    suffix = f"-{db_kind(request)}" if db_kind(request) else ""
 
     def take(page: Page, name: str) -> None:
-        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}{suffix}.png"), full_page=True)
 
     return take
 
 
-def login(page: Page, base: str, username: str) -> None:
+def login(page: Page, base: str, username: str, password: str | None = None) -> None:
     page.goto(f"{base}/ui/login")
     page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORDS[username])
+    page.get_by_label("Password").fill(password or PASSWORDS[username])
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("Tasks")
 
@@ -170,14 +193,14 @@ def session_for(browser: Browser, coord: LiveCoordinator) -> Iterator[Callable[.
     """``session_for("alice")`` → a page of a fresh browser context, signed in as alice."""
     contexts: list[BrowserContext] = []
 
-    def make(username: str, *, viewport: ViewportSize | None = None) -> Page:
+    def make(username: str, *, viewport: ViewportSize | None = None, password: str | None = None) -> Page:
         context = browser.new_context(
             viewport=viewport or {"width": 1280, "height": 900}, accept_downloads=True
         )
         context.set_default_timeout(15_000)
         contexts.append(context)
         page = context.new_page()
-        login(page, coord.url, username)
+        login(page, coord.url, username, password)
         return page
 
     yield make

@@ -429,7 +429,9 @@ async def test_a_resource_that_cannot_be_written_fails_its_task_not_the_worker(
     fake.state.queue += [
         _task(21, ["true"], resources=[_attachment("data/in.txt", ".")]),
         _task(22, ["true"], resources=[_attachment("data/in.txt", "a/b"), _attachment("data/in.txt", "a")]),
-        _task(23, ["sh", "-c", "test -f $MITO_RESOURCE_DIR/ok"], resources=[_attachment("data/in.txt", "ok")]),
+        _task(
+            23, ["sh", "-c", "test -f $MITO_RESOURCE_DIR/ok"], resources=[_attachment("data/in.txt", "ok")]
+        ),
     ]
     worker = Worker(_settings(fake.url, tmp_path))
     run = asyncio.create_task(worker.run())

@@ -29,6 +29,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 
 from mitosis import __version__
 from mitosis.coordinator import errors
@@ -252,6 +253,32 @@ async def login_page(request: Request) -> Response:
     return response
 
 
+def _login_refusal(exc: Exception) -> tuple[int, str, dict[str, str]]:
+    """Status, message and headers of a refused sign-in: wrong password, throttled, or locked."""
+    if isinstance(exc, ValidationError):
+        return 400, "Enter a username and a password.", {}
+    if isinstance(exc, HTTPException) and exc.status_code == 429:
+        # The login throttle (services.throttle): too many failures for this name or address.
+        retry = (exc.headers or {}).get("Retry-After", "")
+        wait = f" in {retry} s" if retry.isdigit() else " later"
+        return (
+            429,
+            f"Too many failed sign-ins: sign-in is paused for a while. Try again{wait}.",
+            {"Retry-After": retry} if retry else {},
+        )
+    if isinstance(exc, errors.ApiError) and exc.status == 403:
+        # services.accounts.login refuses Locked and Deleted accounts before checking the password.
+        if "deleted" in exc.msg:
+            return 403, "This account has been deleted. Ask an administrator.", {}
+        return 403, "This account is locked. Ask an administrator to unlock it.", {}
+    if isinstance(exc, errors.ApiError) and exc.status == 401:
+        return 401, "Wrong username or password.", {}
+    if isinstance(exc, errors.ApiError):
+        return exc.status, exc.msg, {}
+    detail = exc.detail if isinstance(exc, HTTPException) else ""
+    return getattr(exc, "status_code", 400), str(detail or "Sign-in failed."), {}
+
+
 @router.post("/login")
 async def login(request: Request) -> Response:
     form = await read_form(request)
@@ -270,16 +297,15 @@ async def login(request: Request) -> Response:
             peer_of(request),
             ctx.login_throttle,
         )
-    except (errors.ApiError, ValidationError) as exc:
-        message = exc.msg if isinstance(exc, errors.ApiError) else "enter a username and a password"
-        if isinstance(exc, errors.ApiError) and exc.status == 401:
-            message = "Wrong username or password."
+    except (errors.ApiError, ValidationError, HTTPException) as exc:
+        status, message, headers = _login_refusal(exc)
         fresh = new_login_csrf()
         response = render(
             request,
             "login.html",
             None,
-            status=401,
+            status=status,
+            headers=headers,
             login_csrf=fresh,
             next=target,
             error=message,
@@ -466,8 +492,12 @@ async def _task_view(request: Request, session: Session, task_uuid: str) -> dict
     role = (await accounts.my_groups(ctx.engine, session.user)).get(task.info.group_name)
     can_write = session.user.admin or (role is not None and role.at_least(Role.Write))
     waiting = task.info.state in (TaskState.Ready, TaskState.Pending, TaskState.Running)
+    # Read after the task itself (which checked the viewer may read it): its recorded changes.
+    history = await queries.task_events(ctx.engine, tid)
     return {
         "task": task.info,
+        "timeline": present.timeline(task.info.created_at, history, now() - ctx.settings.event_retention),
+        "event_retention": int(ctx.settings.event_retention.total_seconds()),
         "artifacts": task.artifacts,
         "can_write": can_write,
         "can_cancel": can_write and waiting,
@@ -544,6 +574,8 @@ async def _worker_view(request: Request, session: Session) -> dict[str, Any]:
     resp = await workers.query(ctx.engine, session.user, m.WorkersQueryReq(group_name=group))
     memberships = await queries.worker_groups(ctx.engine, [w.worker_id for w in resp.workers])
     mine = await accounts.my_groups(ctx.engine, session.user)
+    current = [w.assigned_task_id for w in resp.workers if w.assigned_task_id is not None]
+    task_groups = await queries.task_groups(ctx.engine, current)
     rows = []
     for info in resp.workers:
         groups = memberships.get(info.worker_id, {})
@@ -551,7 +583,13 @@ async def _worker_view(request: Request, session: Session) -> dict[str, Any]:
         manageable = session.user.admin or any(
             role == Role.Admin and mine.get(name) == Role.Admin for name, role in groups.items()
         )
-        rows.append({"info": info, "groups": groups, "can_cancel": manageable})
+        # The current task may belong to another group the worker serves: link it only when the
+        # viewer may read that group (the task page would refuse otherwise).
+        task_group = task_groups.get(info.assigned_task_id) if info.assigned_task_id else None
+        task_readable = task_group is not None and (session.user.admin or task_group in mine)
+        rows.append(
+            {"info": info, "groups": groups, "can_cancel": manageable, "task_readable": task_readable}
+        )
     back = "/ui/workers" + (f"?{urlencode({'group': group})}" if group != session.user.username else "")
     return {"workers": rows, "group": group, "my_groups": mine, "csrf": session.csrf, "back": back}
 
@@ -593,8 +631,11 @@ async def cancel_worker(
 
 @router.get("/groups")
 async def group_list(request: Request, session: Session = Depends(require_session)) -> Response:
-    mine = await accounts.my_groups(ctx_of(request).engine, session.user)
-    return render(request, "groups.html", session, groups=mine)
+    engine = ctx_of(request).engine
+    mine = await accounts.my_groups(engine, session.user)
+    # The create form only while the quota allows one more (services.accounts.create_group refuses).
+    quota_left = await queries.group_quota_left(engine, session.user.id)
+    return render(request, "groups.html", session, groups=mine, quota_left=quota_left)
 
 
 @router.post("/groups")
@@ -614,6 +655,8 @@ async def group_detail(
     role = (await accounts.my_groups(ctx.engine, session.user)).get(group_name)
     can_manage = session.user.admin or role == Role.Admin
     members = sorted((info.users_in_group or {}).items())
+    # A group keeps at least one Admin (services.accounts.remove_members refuses the last one).
+    admin_count = sum(1 for _, r in members if r == Role.Admin)
     return render(
         request,
         "group.html",
@@ -622,6 +665,7 @@ async def group_detail(
         role=role,
         can_manage=can_manage,
         members=members,
+        admin_count=admin_count,
         attachments_enabled=True,
     )
 
@@ -689,7 +733,13 @@ async def admin_user_state(
         state = UserState(form.get("state"))
     except ValueError:
         raise errors.invalid("state: choose Active or Locked") from None
-    await accounts.admin_set_state(ctx_of(request).engine, username, state)
+    if state == UserState.Deleted:
+        raise errors.invalid("state: choose Active or Locked")
+    engine = ctx_of(request).engine
+    if await queries.user_state(engine, username) == UserState.Deleted:
+        # The page offers no Lock/Unlock for a deleted account; a crafted form gets the same answer.
+        raise errors.conflict(f"{username} is deleted: the dashboard does not bring deleted accounts back")
+    await accounts.admin_set_state(engine, username, state)
     return redirect(request, "/ui/admin", f"{username} is now {state.value}.")
 
 

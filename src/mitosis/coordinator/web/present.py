@@ -7,8 +7,10 @@ into "12 s ago" in the browser, so a live region's HTML only changes when its da
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from markupsafe import Markup
 
@@ -85,6 +87,90 @@ def duration_text(seconds: int) -> str:
 
 def csv(values: list[str] | None) -> str:
     return ", ".join(values or [])
+
+
+class _Event(Protocol):
+    @property
+    def at(self) -> datetime: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def data(self) -> dict[str, Any]: ...
+
+
+FINAL_STATES = frozenset({TaskState.Finished.value, TaskState.Cancelled.value})
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    label: str
+    at: datetime
+    kind: str
+    """``created``, a task state in lower case, ``cancel``, ``committed``, ``labels`` or ``spec``."""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Timeline:
+    entries: list[TimelineEntry]
+    started_at: datetime | None
+    """The first change to Running (the task was handed to a worker)."""
+    ended_at: datetime | None
+    """The first change to Finished or Cancelled: when the run ended, whatever changed later."""
+    partial: bool
+    """Earlier changes may be missing: the event window no longer keeps them."""
+
+
+def _aware(when: datetime) -> datetime:
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+def timeline(created_at: datetime, events: Iterable[_Event], kept_since: datetime | None) -> Timeline:
+    """A task's history from its recorded events (``services`` write one per change).
+
+    Label and spec edits appear as their own entries and never move the end time, which is the time
+    of the first Finished/Cancelled event (not the row's ``updated_at``, which any edit bumps).
+    ``kept_since``: events older than this may have been pruned.
+    """
+    entries = [TimelineEntry("Created", created_at, "created")]
+    started: datetime | None = None
+    ended: datetime | None = None
+    last_state = ""
+    for ev in events:
+        data = ev.data or {}
+        change = data.get("change")
+        if change == "labels":
+            entries.append(TimelineEntry("Labels changed", ev.at, "labels"))
+            continue
+        if change == "task":
+            entries.append(TimelineEntry("Spec changed", ev.at, "spec"))
+            last_state = ev.state
+            continue
+        if data.get("cancel_requested"):
+            entries.append(TimelineEntry("Cancel requested", ev.at, "cancel"))
+            continue
+        detail = ""
+        if data.get("committed"):
+            label, kind = "Result recorded", "committed"
+            detail = result_text(data.get("result"))
+        elif data.get("requeued"):
+            label, kind = f"Re-queued ({ev.state})", ev.state.lower()
+        elif ev.state == last_state and not data.get("msg"):
+            continue
+        else:
+            label, kind = ev.state, ev.state.lower()
+            detail = str(data.get("msg") or "")
+        if ev.state == TaskState.Running.value and started is None:
+            started = ev.at
+        if ev.state in FINAL_STATES and ended is None:
+            ended = ev.at
+            if kind == "committed":
+                # The end itself was not recorded apart from its result (a direct commit).
+                label, kind = ev.state, ev.state.lower()
+        entries.append(TimelineEntry(label, ev.at, kind, detail))
+        last_state = ev.state
+    partial = kept_since is not None and _aware(created_at) < _aware(kept_since)
+    return Timeline(entries, started, ended, partial)
 
 
 FILTERS = {

@@ -1,8 +1,10 @@
 """Read-only listings the dashboard shows and the 0.6.8 API has no call for.
 
 Each one answers only what its caller may already see through the API: the admin lists are
-called for system administrators only, and the groups of a worker are shown to people who can
-read the worker (DECISIONS A3), as ``GET /workers/{uuid}`` shows them.
+called for system administrators only, the groups of a worker are shown to people who can
+read the worker (DECISIONS A3), as ``GET /workers/{uuid}`` shows them, the events of a task to
+people who can read the task (as ``GET /events?task=`` streams them), and the group of a worker's
+current task and a user's own group quota only decide what the page links or offers.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mitosis.coordinator.db.tables import group_worker, groups, users, workers
+from mitosis.coordinator.db.tables import active_tasks, events, group_worker, groups, users, workers
 from mitosis.wire.enums import GroupState, Role, UserState
 
 
@@ -86,3 +90,64 @@ async def worker_groups(
         for r in rows:
             out[r.worker_id][r.group_name] = Role.from_code(r.role)
     return out
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """One row of the ``events`` table about a task: what it changed to, and when."""
+
+    at: datetime
+    state: str
+    data: dict[str, Any]
+
+
+TIMELINE_LIMIT = 200
+"""At most this many events of one task are read for its timeline (the newest ones)."""
+
+
+async def task_events(engine: AsyncEngine, task_uuid: uuid.UUID) -> list[TaskEvent]:
+    """The recorded changes of one task, oldest first (only what the event window still keeps).
+
+    The caller must already have checked that the viewer may read the task.
+    """
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(events.c.created_at, events.c.state, events.c.data)
+                .where(events.c.task_uuid == task_uuid, events.c.kind == "task")
+                .order_by(events.c.id.desc())
+                .limit(TIMELINE_LIMIT)
+            )
+        ).all()
+    return [
+        TaskEvent(r.created_at, r.state or "", r.data if isinstance(r.data, dict) else {})
+        for r in reversed(rows)
+    ]
+
+
+async def task_groups(engine: AsyncEngine, task_uuids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The group of each listed *active* task (a worker's current task is always active)."""
+    if not task_uuids:
+        return {}
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(active_tasks.c.uuid, groups.c.group_name)
+            .join(groups, groups.c.id == active_tasks.c.group_id)
+            .where(active_tasks.c.uuid.in_(list(task_uuids)))
+        )
+        return {r.uuid: r.group_name for r in rows}
+
+
+async def group_quota_left(engine: AsyncEngine, user_id: int) -> int:
+    """How many more groups the user may create (the check of ``services.accounts.create_group``)."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(select(users.c.group_count, users.c.group_quota).where(users.c.id == user_id))
+        ).one()
+    return max(0, int(row.group_quota) - int(row.group_count))
+
+
+async def user_state(engine: AsyncEngine, username: str) -> UserState | None:
+    async with engine.connect() as conn:
+        code = (await conn.execute(select(users.c.state).where(users.c.username == username))).scalar()
+    return None if code is None else UserState.from_code(code)
