@@ -65,3 +65,36 @@ def test_s3_outage_during_upload(
     alice.close()
     print(f"RESULT s3-outage retries={retries} committed_after_restart_s={time.monotonic() - down:.1f}")
     assert hashlib.sha256((tmp_path / "copy").read_bytes()).hexdigest()  # the output existed
+
+
+def test_s3_refusing_the_upload_ends_the_task_with_a_message(
+    coord: LiveCoordinator, s3: SeaweedS3, pool: WorkerPool, tmp_path: Path
+) -> None:
+    """A permanent store failure is not retried for the whole upload phase: the store restarted with
+    other credentials refuses every signed PUT (403), the task ends with ``UploadResultTimeout``
+    (0.6.8's one message for results that did not reach the store), the worker says why in its log
+    and runs its next task."""
+    token, alice = setup_user(coord, "alice")
+    create_group(alice, "lab")
+    [worker] = pool.start_workers(coord, "alice", token, groups=["lab"], polling_interval="1s")
+    uuid = submit(alice, "lab", _script(tmp_path))
+    wait_for((tmp_path / "ready").exists, 30, "the task to write its result")
+    s3.stop()
+    s3.access_key, s3.secret_key = "rotatedkey", "rotatedsecret"  # the coordinator still signs with the old
+    restart_seaweed(s3)
+    started = time.monotonic()
+    (tmp_path / "go").touch()
+    info = wait_task(alice, uuid, timeout=60, pool=pool)["info"]
+    took = time.monotonic() - started
+    assert info["state"] == "Finished", info
+    assert info["result"] == {"exit_status": 0, "msg": "UploadResultTimeout"}, pool.logs()
+    log = worker.log_text()
+    assert "result.tar.gz not uploaded" in log and "403" in log, log
+    # Nothing was recorded as stored.
+    r = alice.get(f"/tasks/{uuid}/download/artifacts/result")
+    assert r.status_code == 404, r.text
+    # The worker goes on: a task with nothing to upload runs and commits.
+    nxt = submit(alice, "lab", ["true"])
+    assert wait_task(alice, nxt, timeout=30, pool=pool)["info"]["result"] == {"exit_status": 0, "msg": None}
+    alice.close()
+    print(f"RESULT s3-permanent ended_after_s={took:.1f}")

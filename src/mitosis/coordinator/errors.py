@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mitosis.coordinator.blobs.base import BlobError, InvalidBlobKey
+
 log = logging.getLogger(__name__)
 
 
@@ -106,6 +108,19 @@ def install_handlers(app: FastAPI) -> None:
             {"msg": "Coordinator cannot reach its database; retry shortly"},
             status_code=503,
             headers={"Retry-After": "2"},
+        )
+
+    @app.exception_handler(BlobError)
+    async def _store_down(_: Request, exc: BlobError) -> JSONResponse:
+        # Routes handle the store's answers they expect; what reaches here is the store failing
+        # (unreachable, refusing the coordinator's credentials): say so instead of a bare 500.
+        if isinstance(exc, InvalidBlobKey):
+            return JSONResponse({"msg": str(exc)}, status_code=400)
+        log.warning("blob store failure: %s", exc)
+        return JSONResponse(
+            {"msg": f"Coordinator cannot use its blob store ({exc}); retry shortly"},
+            status_code=503,
+            headers={"Retry-After": "5"},
         )
 
     @app.exception_handler(Exception)

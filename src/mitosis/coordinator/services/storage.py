@@ -39,7 +39,7 @@ from sqlalchemy import ColumnElement, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mitosis.coordinator import errors
-from mitosis.coordinator.blobs import BlobStore, Bucket
+from mitosis.coordinator.blobs import BlobError, BlobStore, Bucket
 from mitosis.coordinator.db.tables import (
     active_tasks,
     archived_tasks,
@@ -275,7 +275,13 @@ async def settle_reserved(engine: AsyncEngine, blobs: BlobStore, *where: ColumnE
         async with engine.begin() as conn:
             await lock_group(conn, group_id)
             for obj in objects.values():
-                await settle(conn, blobs, obj)
+                try:
+                    await settle(conn, blobs, obj)
+                except BlobError as exc:
+                    # settle() asks the store before it writes anything: with the store down the
+                    # reservation stays (still held against the quota) and a later access settles
+                    # it, so a read or a worker's commit does not fail because the store does.
+                    log.warning("cannot settle %s/%s now: %s", obj.bucket, obj.object_key, exc)
 
 
 async def settle_object(engine: AsyncEngine, blobs: BlobStore, obj: StoredObject) -> None:
