@@ -143,12 +143,14 @@ async def _worker(
                 continue
             stats.latency["fetch_raw"].append(time.perf_counter() - t0)
             stats.fetched[str(task["uuid"])] = (sent, time.time())
+            accepted = 0
             for op in ("Finish", {"Commit": {"exit_status": 0, "msg": None}}):
-                await stats.call(
+                r = await stats.call(
                     "report", http, "POST", f"{base}/workers/tasks", json={"id": task["id"], "op": op},
                     headers=headers,
                 )  # fmt: skip
-            stats.committed += 1
+                accepted += r is not None and r.status_code == 200
+            stats.committed += accepted == 2  # both reports accepted
     finally:
         beating.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -397,6 +399,20 @@ def _start_coordinator(data: Path, db_url: str, i: int) -> tuple[subprocess.Pope
         time.sleep(0.1)
 
 
+async def _end_state(db_url: str) -> dict[str, Any]:
+    """What the database holds once the load stopped: archived tasks, and the active ones by state
+    (a Running task here is one whose worker lost a reply under load; the task-timeout backstop
+    ends it later, so it is reported, not hidden)."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        archived = await conn.fetchval("SELECT count(*) FROM archived_tasks")
+        rows = await conn.fetch("SELECT state, count(*) AS n FROM active_tasks GROUP BY state")
+    finally:
+        await conn.close()
+    names = {0: "Pending", 1: "Ready", 2: "Running", 3: "Finished", 4: "Cancelled", 5: "Unknown"}
+    return {"archived": archived, "active": {names.get(r["state"], str(r["state"])): r["n"] for r in rows}}
+
+
 def run(args: argparse.Namespace, count: int) -> dict[str, Any]:
     db = f"mito_load_{uuid.uuid4().hex[:10]}"
 
@@ -419,6 +435,7 @@ def run(args: argparse.Namespace, count: int) -> dict[str, Any]:
             urls.append(url)
         result = _drive(args, urls, [p.pid for p in procs])
         result["coordinators_alive_at_end"] = sum(p.poll() is None for p in procs)
+        result["end_state"] = asyncio.run(_end_state(db_url))
         return result
     finally:
         for p in procs:
@@ -463,7 +480,7 @@ def main() -> None:
             f"submit p50/p99={req.get('submit', {}).get('p50_ms')}/{req.get('submit', {}).get('p99_ms')} ms "
             f"fetch p50/p99={req.get('fetch', {}).get('p50_ms')}/{req.get('fetch', {}).get('p99_ms')} ms "
             f"committed={r['tasks_committed']}/{r['tasks_submitted']} rss={r['rss_mib']} "
-            f"load={r['loadavg_1m']}"
+            f"load={r['loadavg_1m']} end_state={r['end_state']}"
         )
 
 
