@@ -62,6 +62,7 @@ MEMBER_STATUS: dict[str, tuple[int, int, int, int, int]] = {
     "POST /admin/users/{u}/group-quota":         (403, 403, 403, 403, 200),
     "POST /admin/users/{u}/state":               (403, 403, 403, 403, 200),
     "POST /admin/groups/{g}/storage-quota":      (403, 403, 403, 403, 200),
+    "GET /admin/groups/{g}/retention":           (403, 403, 403, 403, 200),
     "POST /admin/groups/{g}/retention":          (403, 403, 403, 403, 200),
 }  # fmt: skip
 
@@ -432,6 +433,19 @@ def _admin_retention(w: World, who: str, c: httpx.Client) -> tuple[httpx.Respons
     return r, effect
 
 
+def _admin_get_retention(w: World, who: str, c: httpx.Client) -> tuple[httpx.Response, Effect]:
+    victim = w.new_user("victim")
+    with w.client(SYSADMIN) as admin:
+        assert admin.post(f"/admin/groups/{victim}/retention", json={"retention_days": 9}).status_code == 200
+    r = c.get(f"/admin/groups/{victim}/retention")
+
+    def effect(ok: bool) -> None:
+        if ok:
+            assert r.json() == {"retention_days": 9, "effective_days": 9}
+
+    return r, effect
+
+
 ENDPOINTS: dict[str, Endpoint] = {
     "POST /login": _login,
     "GET /auth": _auth,
@@ -449,6 +463,7 @@ ENDPOINTS: dict[str, Endpoint] = {
     "POST /admin/users/{u}/group-quota": _admin_group_quota,
     "POST /admin/users/{u}/state": _admin_state,
     "POST /admin/groups/{g}/storage-quota": _admin_storage_quota,
+    "GET /admin/groups/{g}/retention": _admin_get_retention,
     "POST /admin/groups/{g}/retention": _admin_retention,
 }
 

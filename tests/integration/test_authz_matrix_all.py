@@ -28,6 +28,9 @@ caller may not touch (``NOP`` in the tables).
 Fixtures (users, the group, a parked task with an artifact, an attachment, workers) are built once
 per module; only destructive cases create their own task, attachment or worker. Tasks are tagged so
 that no worker but the intended one can claim them (DECISIONS D1).
+
+``test_every_route_has_a_matrix_row`` walks the app's routes: every route must be reached by a row of
+this matrix or of ``test_authz_matrix.py``, or be listed in ``NOT_IN_MATRIX`` with its reason.
 """
 
 from __future__ import annotations
@@ -45,10 +48,16 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
 from sqlalchemy import update
+from starlette.routing import compile_path
 
+from mitosis.config import CoordinatorSettings
+from mitosis.coordinator.app import create_app
 from mitosis.coordinator.db.engine import make_engine
 from mitosis.coordinator.db.tables import artifacts, attachments
+from tests.integration import test_authz_matrix as authz_matrix
 from tests.support import tokens
 from tests.support.coordinator import ADMIN_USER, LiveCoordinator
 
@@ -144,6 +153,7 @@ USER_PATHS: dict[str, tuple[Outcome, Outcome, Outcome, Outcome, Outcome]] = {
     "POST /workers/shutdown":                           (403, 403, 403, 200, 200),
     "POST /workers/shutdown/list":                      (NOP, NOP, NOP, 200, 200),
     "DELETE /admin/workers/{uuid}?op=Force":            (403, 403, 403, 403, 200),
+    "DELETE /admin/workers/{uuid}/?op=Force":           (403, 403, 403, 403, 200),  # the OpenAPI spelling (D5)
     # 64, with a wrong secret only (the right one stops this coordinator): the admin gate, then the secret
     "POST /admin/shutdown (wrong secret)":              (403, 403, 403, 403, 403),
 }  # fmt: skip
@@ -986,6 +996,14 @@ def _admin_delete_worker(w: World, who: str) -> tuple[httpx.Response, Effect]:
     return r, _worker_gone_effect(w, r, target)
 
 
+@endpoint("DELETE /admin/workers/{uuid}/?op=Force")
+def _admin_delete_worker_slash(w: World, who: str) -> tuple[httpx.Response, Effect]:
+    target = w.target_worker()
+    with w.client(who) as c:
+        r = c.delete(f"/admin/workers/{target.uuid}/", params={"op": "Force"})
+    return r, _worker_gone_effect(w, r, target)
+
+
 def _replace(field_name: str) -> Endpoint:
     def call(w: World, who: str) -> tuple[httpx.Response, Effect]:
         target = w.target_worker()
@@ -1340,3 +1358,91 @@ def test_authz(world: World, endpoint_name: str, who: str) -> None:
     elif status == 404:
         assert body is not None and set(body) == {"msg"} and body["msg"].endswith("not found"), where
     effect(outcome == 200)
+
+
+# ------------------------------------------------------------------------------ every route has a row
+
+# Routes that are deliberately not in either matrix, each with the reason and where it is tested.
+# None of them takes a bearer token, so the identities of the matrices mean nothing to them.
+NOT_IN_MATRIX: dict[tuple[str, str], str] = {
+    ("GET", "/health"): "liveness probe: no token, no data (every LiveCoordinator waits on it)",
+    ("GET", "/metrics"): "Prometheus scrape: no token, counts only (tests/integration/test_metrics.py)",
+    **{
+        (method, path): "FastAPI's generated schema and docs pages (Starlette adds HEAD): public, no data"
+        for path in ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
+        for method in ("GET", "HEAD")
+    },
+    **{
+        (method, "/blobs/{bucket}/{key:path}"): "signed blob URLs: the signature is the only credential "
+        "(tests/unit/test_blob_signing.py, tests/integration/test_blobstores.py)"
+        for method in ("PUT", "GET", "HEAD")
+    },
+}
+# The dashboard authenticates with a session cookie and CSRF tokens, not a bearer token: its own
+# suites check every page and action (tests/integration/test_ui_security.py, test_ui_http.py).
+NOT_IN_MATRIX_PREFIX = "/ui"
+
+
+def _app_routes(app: FastAPI) -> list[tuple[str, str]]:
+    """(method, path template) of every route of ``app``, in the order the router tries them."""
+    routes: list[tuple[str, str]] = []
+    for route in iter_route_contexts(app.routes):
+        for method in sorted(route.methods or ()):
+            routes.append((method, str(route.path)))
+    return routes
+
+
+def _row_request(row: str) -> tuple[str, str]:
+    """The method and path a matrix row calls: ``POST /workers/tasks Finish`` -> POST /workers/tasks."""
+    method, target = row.split(" ")[:2]
+    return method, target.split("?")[0]
+
+
+def uncovered_routes(app: FastAPI) -> list[str]:
+    """The routes of ``app`` that no matrix row reaches and that are not excluded above.
+
+    A row reaches the first route (in the router's order) whose method and path pattern match the
+    request it makes, as a real request would be routed."""
+    rows = [*USER_PATHS, *WORKER_PATHS, *authz_matrix.MEMBER_STATUS]
+    routes = _app_routes(app)
+    reached: set[tuple[str, str]] = set()
+    for row in rows:
+        method, path = _row_request(row)
+        hit = next(
+            (r for r in routes if r[0] == method and compile_path(r[1])[0].fullmatch(path) is not None),
+            None,
+        )
+        assert hit is not None, f"matrix row {row!r} reaches no route of the app"
+        reached.add(hit)
+    return [
+        f"{method} {path}"
+        for method, path in routes
+        if (method, path) not in reached
+        and (method, path) not in NOT_IN_MATRIX
+        and not (path == NOT_IN_MATRIX_PREFIX or path.startswith(NOT_IN_MATRIX_PREFIX + "/"))
+    ]
+
+
+def _app() -> FastAPI:
+    return create_app(CoordinatorSettings())
+
+
+def test_every_route_has_a_matrix_row() -> None:
+    app = _app()
+    assert uncovered_routes(app) == [], "routes with no row in the authorization matrices"
+    stale = set(NOT_IN_MATRIX) - set(_app_routes(app))
+    assert not stale, f"exclusions naming no route of the app: {sorted(stale)}"
+
+
+def test_a_new_route_without_a_row_is_named() -> None:
+    app = _app()
+
+    @app.get("/tasks/{task_uuid}/brand-new", include_in_schema=False)
+    async def brand_new(task_uuid: str) -> None:
+        return None
+
+    @app.post("/ui/tasks/{task_uuid}/brand-new")
+    async def brand_new_page(task_uuid: str) -> None:
+        return None
+
+    assert uncovered_routes(app) == ["GET /tasks/{task_uuid}/brand-new"]
