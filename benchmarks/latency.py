@@ -8,6 +8,7 @@ baseline is the spawn → timestamp delay of that command in a bare loop (benchm
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -31,6 +32,17 @@ def baseline_start(n: int) -> list[float]:
     return list(json.loads(out.stdout)["start_latency_s"])
 
 
+async def _wait_file(path: Path, timeout: float) -> None:
+    """Until ``path`` exists and holds a line (bounded by ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if path.read_text().endswith("\n"):
+                return
+        await asyncio.sleep(0.0005)
+    raise TimeoutError(f"{path} was not written within {timeout:.0f} s")
+
+
 async def mitosis_latency(kind: str, n: int, tmp: Path) -> dict[str, Any]:
     marks = tmp / f"marks-{kind}"
     marks.mkdir(parents=True)
@@ -50,6 +62,10 @@ async def mitosis_latency(kind: str, n: int, tmp: Path) -> dict[str, Any]:
                         t0 = time.time()
                         r = await client.post("/tasks", json=req)
                         r.raise_for_status()
+                        # Watch for the mark with a cheap stat() first: polling the database every
+                        # millisecond meanwhile would take CPU from the coordinator, the worker and
+                        # PostgreSQL on the critical path (2 cores) and inflate what is measured.
+                        await _wait_file(mark, 60)
                         await wait_for(db, "SELECT count(*) FROM archived_tasks", i + 1, 60, poll=0.001)
                         dones.append(time.time() - t0)
                         starts.append(float(mark.read_text()) - t0)
