@@ -557,3 +557,43 @@ def test_artifact_accounting_follows_real_bytes(env: Env) -> None:
     assert put(swap_key(abandoned["url"], "result.tar.gz", "std-log.tar.gz"), b"t" * 70).status_code == 403
     assert c.delete(f"/admin/tasks/{uuid}/artifacts/result").status_code == 200
     assert int(c.get(f"/groups/{G}").json()["storage_used"]) == 0
+
+
+def test_batch_requests_are_bounded(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Key lists above MAX_BATCH are a 400 naming the bound; filters answer at most MAX_BATCH rows."""
+    c = env.admin
+    too_many = {"keys": [f"k{i}" for i in range(10_001)]}
+    for path in (f"/groups/{G}/download/attachments/list", f"/groups/{G}/delete/attachments/list"):
+        r = c.post(path, json=too_many)
+        assert r.status_code == 400, (path, r.text)
+        assert r.json() == {
+            "msg": "Process request error: Too many keys: 10001 in one request, at most 10000; split the list"
+        }
+
+    # The real bound is 10,000 rows; a bound of 3 shows the same rules without 10,000 uploads.
+    monkeypatch.setattr("mitosis.coordinator.services.attachments.MAX_BATCH", 3)
+    keys = [f"many/{i}" for i in range(5)]
+    for key in keys:
+        env.upload(c, key, key.encode())
+    r = c.post(f"/groups/{G}/download/attachments/list", json={"keys": keys[:3]})
+    assert sorted(d["key"] for d in r.json()["downloads"]) == keys[:3]
+    r = c.post(f"/groups/{G}/download/attachments/list", json={"keys": keys[:4]})
+    assert r.status_code == 400 and "Too many keys: 4 in one request, at most 3" in r.json()["msg"]
+    r = c.post(f"/groups/{G}/delete/attachments/list", json={"keys": keys[:4]})
+    assert r.status_code == 400 and "at most 3" in r.json()["msg"]
+
+    first = c.post(f"/groups/{G}/download/attachments", json={"key": "many/"}).json()["downloads"]
+    assert [d["key"] for d in first] == keys[:3]  # at most the bound, in key order
+    big_limit = {"key": "many/", "limit": 100, "offset": 3}
+    rest = c.post(f"/groups/{G}/download/attachments", json=big_limit).json()["downloads"]
+    assert [d["key"] for d in rest] == keys[3:]  # the rest, by paging
+    for d in first + rest:
+        assert httpx.get(d["url"]).content == d["key"].encode()
+
+    env.age_attachments()
+    r = c.post(f"/groups/{G}/delete/attachments", json={"key": "many/", "limit": 100})
+    assert r.json() == {"deleted_count": 3, "group_name": G}  # one request deletes at most the bound
+    r = c.post(f"/groups/{G}/delete/attachments", json={"key": "many/"})
+    assert r.json() == {"deleted_count": 2, "group_name": G}
+    assert c.post(f"/groups/{G}/attachments/query", json={"count": True}).json()["count"] == 0
+    assert env.used() == 0 == env.rows_sum()

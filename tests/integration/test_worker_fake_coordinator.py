@@ -47,6 +47,8 @@ class FakeState:
     worker_tokens: set[str] = field(default_factory=set)
     attachments: dict[str, bytes] = field(default_factory=dict)
     watched: dict[str, tuple[str, dict[str, Any] | None]] = field(default_factory=dict)
+    data_status: dict[str, int] = field(default_factory=dict)  # key -> status its signed URL answers
+    data_gets: list[str] = field(default_factory=list)
 
     def commits(self) -> dict[int, dict[str, Any]]:
         with self.lock:
@@ -168,6 +170,11 @@ def make_app(current: Callable[[], FakeState], base: Callable[[], str]) -> FastA
     @app.get("/data/{key:path}")
     async def attachment_data(key: str) -> Response:
         state = current()
+        with state.lock:
+            state.data_gets.append(key)
+            status = state.data_status.get(key)
+        if status is not None:
+            return Response(b"refused", status_code=status)
         return Response(state.attachments[key]) if key in state.attachments else Response(status_code=404)
 
     @app.get("/workers/tasks/{task_uuid}")
@@ -441,6 +448,41 @@ async def test_a_resource_that_cannot_be_written_fails_its_task_not_the_worker(
     assert fake.state.ops(21) == ["Cancel", {"Commit": {"exit_status": 0, "msg": "ResourceForbidden"}}]
     assert fake.state.ops(22) == ["Cancel", {"Commit": {"exit_status": 0, "msg": "ResourceForbidden"}}]
     assert fake.state.commits()[23] == {"exit_status": 0, "msg": None}
+
+
+async def test_resource_download_failures_end_the_task_with_their_message(
+    fake: FakeCoordinator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signed URL answers 5xx until the phase deadline (FetchResourceTimeout, after retries),
+    403 (ResourceForbidden, no retry) or 404 (ResourceNotFound); the worker then runs the next task."""
+    monkeypatch.setattr("mitosis.worker.runner.RESOURCE_PHASE_SECONDS", 3.0)
+    for key in ("flaky", "denied", "gone", "ok"):
+        fake.state.attachments[key] = b"bytes of " + key.encode()
+    fake.state.data_status.update(flaky=503, denied=403, gone=404)
+    fake.state.queue += [
+        _task(31, ["true"], resources=[_attachment("flaky", "f")]),
+        _task(32, ["true"], resources=[_attachment("denied", "d")]),
+        _task(33, ["true"], resources=[_attachment("gone", "g")]),
+        _task(34, ["sh", "-c", 'test "$(cat $MITO_RESOURCE_DIR/ok)" = "bytes of ok"'],
+              resources=[_attachment("ok", "ok")]),
+    ]  # fmt: skip
+    worker = Worker(_settings(fake.url, tmp_path))
+    run = asyncio.create_task(worker.run())
+    started = time.monotonic()
+    await _until(lambda: 31 in fake.state.commits(), 20, "commit of task 31")
+    timed_out_after = time.monotonic() - started
+    await _until(lambda: {32, 33, 34} <= set(fake.state.commits()), 20, "commits of tasks 32-34")
+    code = await _stop(worker, run)
+    assert code == 0 and not worker.forced_exit
+
+    assert fake.state.ops(31) == ["Cancel", {"Commit": {"exit_status": 0, "msg": "FetchResourceTimeout"}}]
+    assert timed_out_after > 2.5, timed_out_after  # held until the (shortened) 3 s deadline
+    gets = fake.state.data_gets
+    assert gets.count("flaky") >= 3, gets  # 5xx is retried until the deadline
+    assert fake.state.ops(32) == ["Cancel", {"Commit": {"exit_status": 0, "msg": "ResourceForbidden"}}]
+    assert fake.state.ops(33) == ["Cancel", {"Commit": {"exit_status": 0, "msg": "ResourceNotFound"}}]
+    assert gets.count("denied") == 1 and gets.count("gone") == 1  # neither is retried
+    assert fake.state.commits()[34] == {"exit_status": 0, "msg": None}
 
 
 async def test_watch_without_redis_polls_coordinator(fake: FakeCoordinator, tmp_path: Path) -> None:
