@@ -122,6 +122,9 @@ class CoordinatorSettings(_Settings):
     # and login throttling: after this many failed logins for one user name (or from one address)
     # within `login_window`, logins for it are refused with 429 for `login_lockout`.
     max_request_body: int = Field(default=16 << 20, gt=0)
+    # The most rows one task, attachment or worker query may answer: more matches without a `limit`
+    # (or a `limit` above it) is a 400 saying how many matched and how to page.
+    max_query_rows: int = Field(default=10_000, gt=0)
     login_failures_per_user: int = Field(default=5, gt=0)
     login_failures_per_address: int = Field(default=100, gt=0)
     login_window: Duration = timedelta(minutes=15)

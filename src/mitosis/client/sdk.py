@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
 from uuid import UUID
 
 import httpx
@@ -39,6 +39,7 @@ from mitosis.wire import models as m
 from mitosis.wire.enums import ArtifactContentType, Role, UserState
 
 T = TypeVar("T")
+Row = TypeVar("Row", m.TaskQueryInfo, m.AttachmentQueryInfo)
 
 ProgressCallback = Callable[[int, int | None], None]
 """Called with (bytes done so far, total bytes or None when unknown)."""
@@ -55,6 +56,9 @@ ChunkCallback = Callable[[list[SubmitResult]], None]
 """Called with the results of each accepted chunk of a sweep, in order."""
 
 CHUNK = 1 << 20
+QUERY_PAGE = 1000
+"""Rows per request of ``query_all_*``: a coordinator of ours answers at most ``max_query_rows``
+(10,000 by default) rows to one query, and refuses a query without ``limit`` that matches more."""
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 
@@ -89,6 +93,24 @@ def _resume_headers(part: Path) -> tuple[int, dict[str, str]]:
 def _total(resp: httpx.Response, done: int) -> int | None:
     length = resp.headers.get("Content-Length")
     return done + int(length) if length and length.isdigit() else None
+
+
+class _Merged(Generic[Row]):
+    """The rows of a paged read so far: where the next page starts, and whether this was the last."""
+
+    def __init__(self, offset: int | None) -> None:
+        self.offset = offset or 0
+        self.rows: list[Row] = []
+        self._seen: set[object] = set()
+
+    def add(self, page_rows: list[Row], page: int) -> bool:
+        for row in page_rows:
+            ident = row.uuid if isinstance(row, m.TaskQueryInfo) else row.key
+            if ident not in self._seen:
+                self._seen.add(ident)
+                self.rows.append(row)
+        self.offset += page
+        return len(page_rows) < page
 
 
 class _Base:
@@ -400,6 +422,19 @@ class MitoClient(_Base):
     ) -> m.AttachmentsQueryResp:
         return self._send(core.query_attachments(group, key, limit, offset, count))
 
+    def query_all_attachments(
+        self, group: str, key: str | None = None, offset: int | None = None, page: int = QUERY_PAGE
+    ) -> m.AttachmentsQueryResp:
+        """Every attachment of ``group`` whose key contains ``key``, from ``offset`` on, read in
+        pages of ``page`` rows (in key order)."""
+        merged: _Merged[m.AttachmentQueryInfo] = _Merged(offset)
+        while True:
+            resp = self.query_attachments(group, key, page, merged.offset)
+            if merged.add(resp.attachments, page):
+                return m.AttachmentsQueryResp(
+                    count=len(merged.rows), attachments=merged.rows, group_name=resp.group_name
+                )
+
     def attachment_download_url(self, group: str, key: str) -> m.RemoteResourceDownloadResp:
         return self._send(core.attachment_download_url(group, key))
 
@@ -476,6 +511,16 @@ class MitoClient(_Base):
 
     def query_tasks(self, req: m.TasksQueryReq | None = None) -> m.TasksQueryResp:
         return self._send(core.query_tasks(req or m.TasksQueryReq()))
+
+    def query_all_tasks(self, req: m.TasksQueryReq | None = None, page: int = QUERY_PAGE) -> m.TasksQueryResp:
+        """Every task matching ``req`` from its ``offset`` on (its ``limit`` is ignored), read in
+        pages of ``page`` rows, newest first; a task listed twice while pages shift appears once."""
+        base = req or m.TasksQueryReq()
+        merged: _Merged[m.TaskQueryInfo] = _Merged(base.offset)
+        while True:
+            resp = self.query_tasks(base.model_copy(update={"limit": page, "offset": merged.offset}))
+            if merged.add(resp.tasks, page):
+                return m.TasksQueryResp(count=len(merged.rows), tasks=merged.rows, group_name=resp.group_name)
 
     def cancel_tasks(self, req: m.TasksCancelByFilterReq | None = None) -> m.TasksCancelByFilterResp:
         return self._send(core.cancel_tasks(req or m.TasksCancelByFilterReq()))
@@ -855,6 +900,18 @@ class AsyncMitoClient(_Base):
     ) -> m.AttachmentsQueryResp:
         return await self._send(core.query_attachments(group, key, limit, offset, count))
 
+    async def query_all_attachments(
+        self, group: str, key: str | None = None, offset: int | None = None, page: int = QUERY_PAGE
+    ) -> m.AttachmentsQueryResp:
+        """As :meth:`MitoClient.query_all_attachments`."""
+        merged: _Merged[m.AttachmentQueryInfo] = _Merged(offset)
+        while True:
+            resp = await self.query_attachments(group, key, page, merged.offset)
+            if merged.add(resp.attachments, page):
+                return m.AttachmentsQueryResp(
+                    count=len(merged.rows), attachments=merged.rows, group_name=resp.group_name
+                )
+
     async def attachment_download_url(self, group: str, key: str) -> m.RemoteResourceDownloadResp:
         return await self._send(core.attachment_download_url(group, key))
 
@@ -926,6 +983,17 @@ class AsyncMitoClient(_Base):
 
     async def query_tasks(self, req: m.TasksQueryReq | None = None) -> m.TasksQueryResp:
         return await self._send(core.query_tasks(req or m.TasksQueryReq()))
+
+    async def query_all_tasks(
+        self, req: m.TasksQueryReq | None = None, page: int = QUERY_PAGE
+    ) -> m.TasksQueryResp:
+        """As :meth:`MitoClient.query_all_tasks`."""
+        base = req or m.TasksQueryReq()
+        merged: _Merged[m.TaskQueryInfo] = _Merged(base.offset)
+        while True:
+            resp = await self.query_tasks(base.model_copy(update={"limit": page, "offset": merged.offset}))
+            if merged.add(resp.tasks, page):
+                return m.TasksQueryResp(count=len(merged.rows), tasks=merged.rows, group_name=resp.group_name)
 
     async def cancel_tasks(self, req: m.TasksCancelByFilterReq | None = None) -> m.TasksCancelByFilterResp:
         return await self._send(core.cancel_tasks(req or m.TasksCancelByFilterReq()))

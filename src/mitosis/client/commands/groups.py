@@ -209,7 +209,12 @@ def query(
 ) -> None:
     """List attachments of a group."""
     session = get_session()
-    resp = session.client().query_attachments(_group_or_me(session, group), key, limit, offset, count)
+    client, name = session.client(), _group_or_me(session, group)
+    # Without --limit, every match, read in pages: a coordinator answers at most max_query_rows.
+    if count or limit is not None:
+        resp = client.query_attachments(name, key, limit, offset, count)
+    else:
+        resp = client.query_all_attachments(name, key, offset)
     printer.data(resp, lambda: output.render_attachments(printer, resp, count))
 
 

@@ -294,7 +294,9 @@ def query(
         count=count,
     )
     session = get_session()
-    resp = session.client().query_tasks(req)
+    client = session.client()
+    # Without --limit, every match, read in pages: a coordinator answers at most max_query_rows.
+    resp = client.query_tasks(req) if count or limit is not None else client.query_all_tasks(req)
     session.remember(tasks=[t.uuid for t in resp.tasks])
     printer.data(resp, lambda: output.render_tasks(printer, resp, verbose, count))
 

@@ -31,7 +31,7 @@ async def query(
     group_name: str, req: m.AttachmentsQueryReq, request: Request, user: User = Depends(current_user)
 ) -> m.AttachmentsQueryResp:
     ctx = ctx_of(request)
-    return await attachments.query(ctx.engine, ctx.blobs, user, group_name, req)
+    return await attachments.query(ctx.engine, ctx.blobs, user, group_name, req, ctx.settings.max_query_rows)
 
 
 @router.get("/groups/{group_name}/attachments/{key:path}", response_model=m.AttachmentMetadata)

@@ -33,7 +33,8 @@ async def submit_many(
 async def query(
     req: m.TasksQueryReq, request: Request, user: User = Depends(current_user)
 ) -> m.TasksQueryResp:
-    return await tasks.query(ctx_of(request).engine, user, req)
+    ctx = ctx_of(request)
+    return await tasks.query(ctx.engine, user, req, ctx.settings.max_query_rows)
 
 
 @router.post("/cancel", response_model=m.TasksCancelByFilterResp)

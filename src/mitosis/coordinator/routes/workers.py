@@ -33,7 +33,8 @@ async def register(
 async def query(
     req: m.WorkersQueryReq, request: Request, user: User = Depends(current_user)
 ) -> m.WorkersQueryResp:
-    return await workers.query(ctx_of(request).engine, user, req)
+    ctx = ctx_of(request)
+    return await workers.query(ctx.engine, user, req, ctx.settings.max_query_rows)
 
 
 @router.post("/shutdown", response_model=m.WorkersShutdownByFilterResp)

@@ -27,7 +27,7 @@ from mitosis.coordinator import errors
 from mitosis.coordinator.auth import User, Worker
 from mitosis.coordinator.blobs import BlobError, BlobStore, InvalidBlobKey
 from mitosis.coordinator.db.tables import attachments, upload_reservations
-from mitosis.coordinator.services import storage
+from mitosis.coordinator.services import bounds, storage
 from mitosis.coordinator.services.artifacts import download_expiry
 from mitosis.coordinator.services.common import group_by_name, now, require_role, role_in_group
 from mitosis.coordinator.services.tasks import find_task
@@ -221,8 +221,12 @@ async def _matching(
     key: str | None,
     limit: int | None,
     offset: int | None,
+    *,
+    capped: bool = True,
 ) -> tuple[Any, list[Any]]:
-    """Route 15's query: membership (400), ``key LIKE '%<key>%'`` unescaped (§11 Q3), limit/offset."""
+    """Route 15's query: membership (400), ``key LIKE '%<key>%'`` unescaped (§11 Q3), limit/offset.
+
+    ``capped``: at most MAX_BATCH rows (the batch routes); otherwise ``limit`` as given."""
     async with engine.connect() as conn:
         g = await _member_group(conn, caller, group_name)
     await storage.settle_group(engine, blobs, "attachments", g.id)
@@ -230,7 +234,7 @@ async def _matching(
     if key is not None:
         stmt = stmt.where(attachments.c.key.like(f"%{key}%"))
     # 0.6.8 gives no order; a stable one makes limit/offset paging meaningful.
-    stmt = stmt.order_by(attachments.c.key).limit(_bounded(limit))
+    stmt = stmt.order_by(attachments.c.key).limit(_bounded(limit) if capped else limit)
     if offset:
         stmt = stmt.offset(offset)
     async with engine.connect() as conn:
@@ -238,21 +242,41 @@ async def _matching(
     return g, rows
 
 
+async def _count(engine: AsyncEngine, group_id: int, key: str | None) -> int:
+    stmt = select(func.count()).select_from(attachments).where(attachments.c.group_id == group_id)
+    if key is not None:
+        stmt = stmt.where(attachments.c.key.like(f"%{key}%"))
+    async with engine.connect() as conn:
+        total: int = (await conn.execute(stmt)).scalar_one()
+    return total
+
+
 async def query(
-    engine: AsyncEngine, blobs: BlobStore, caller: User, group_name: str, req: m.AttachmentsQueryReq
+    engine: AsyncEngine,
+    blobs: BlobStore,
+    caller: User,
+    group_name: str,
+    req: m.AttachmentsQueryReq,
+    max_rows: int | None = None,
 ) -> m.AttachmentsQueryResp:
-    """Route 15. ``count=true`` counts every match (limit/offset do not apply, as for task queries)."""
+    """Route 15. ``count=true`` counts every match (limit/offset do not apply, as for task queries).
+
+    With ``max_rows`` (the API's ``max_query_rows``) a reply never holds more rows: a larger
+    ``limit``, or more matches and no ``limit``, is a 400 (``services.bounds``)."""
     if req.count:
         async with engine.connect() as conn:
             g = await _member_group(conn, caller, group_name)
         await storage.settle_group(engine, blobs, "attachments", g.id)
-        stmt = select(func.count()).select_from(attachments).where(attachments.c.group_id == g.id)
-        if req.key is not None:
-            stmt = stmt.where(attachments.c.key.like(f"%{req.key}%"))
-        async with engine.connect() as conn:
-            total = (await conn.execute(stmt)).scalar_one()
+        total = await _count(engine, g.id, req.key)
         return m.AttachmentsQueryResp(count=total, attachments=[], group_name=group_name)
-    _, rows = await _matching(engine, blobs, caller, group_name, req.key, req.limit, req.offset)
+    if max_rows is None:
+        _, rows = await _matching(engine, blobs, caller, group_name, req.key, req.limit, req.offset)
+    else:
+        bounds.check_limit(req.limit, max_rows)
+        limit = bounds.fetch_limit(req.limit, max_rows)
+        g, rows = await _matching(engine, blobs, caller, group_name, req.key, limit, req.offset, capped=False)
+        if len(rows) > max_rows:
+            raise bounds.too_many("attachments", await _count(engine, g.id, req.key), max_rows)
     infos = [
         m.AttachmentQueryInfo(
             key=r.key,

@@ -42,6 +42,7 @@ from mitosis.coordinator.db.engine import read_only
 from mitosis.coordinator.db.tables import active_tasks, archived_tasks, artifacts, groups, user_group, users
 from mitosis.coordinator.events import log as events
 from mitosis.coordinator.events.notifier import SIGNALS, TASKS, Notifier, submitted_payload
+from mitosis.coordinator.services import bounds
 from mitosis.coordinator.services.common import (
     effective_group,
     group_by_name,
@@ -512,22 +513,34 @@ def query_tables(f: m.TaskFilter, reporter: uuid.UUID | None) -> list[Any]:
     return tables
 
 
-async def query(engine: AsyncEngine, caller: User, req: m.TasksQueryReq) -> m.TasksQueryResp:
+async def _count(conn: AsyncConnection, tables: list[Any], req: m.TasksQueryReq, group_id: int) -> int:
+    total = 0
+    for t in tables:
+        total += (
+            await conn.execute(
+                select(func.count())
+                .select_from(t)
+                .where(*filter_clauses(t, req, group_id, conn.dialect.name, req.reporter_uuid))
+            )
+        ).scalar_one()
+    return total
+
+
+async def query(
+    engine: AsyncEngine, caller: User, req: m.TasksQueryReq, max_rows: int | None = None
+) -> m.TasksQueryResp:
+    """Route 27. With ``max_rows`` (the API's ``max_query_rows``) a reply never holds more rows:
+    a larger ``limit``, or more matches and no ``limit``, is a 400 (``services.bounds``)."""
     validate_filter(req)
+    if not req.count:
+        bounds.check_limit(req.limit, max_rows)
+    limit = bounds.fetch_limit(req.limit, max_rows)
     async with read_only(engine).connect() as conn:
         g = await effective_group(conn, caller, req.group_name, Role.Read)
         dialect = conn.dialect.name
         tables = query_tables(req, req.reporter_uuid)
         if req.count:
-            total = 0
-            for t in tables:
-                total += (
-                    await conn.execute(
-                        select(func.count())
-                        .select_from(t)
-                        .where(*filter_clauses(t, req, g.id, dialect, req.reporter_uuid))
-                    )
-                ).scalar_one()
+            total = await _count(conn, tables, req, g.id)
             return m.TasksQueryResp(count=total, tasks=[], group_name=g.group_name)
         if not tables:
             return m.TasksQueryResp(count=0, tasks=[], group_name=g.group_name)
@@ -538,18 +551,20 @@ async def query(engine: AsyncEngine, caller: User, req: m.TasksQueryReq) -> m.Ta
         if len(tables) == 1:
             stmt = parts[0].order_by(tables[0].c.id.desc())
         else:
-            if req.limit is not None:
+            if limit is not None:
                 # Each side only needs its newest offset+limit rows: sorting them per table (an index
                 # walk) before the union keeps a page cheap however many tasks the archive holds.
-                keep = req.limit + (req.offset or 0)
+                keep = limit + (req.offset or 0)
                 parts = [p.order_by(t.c.id.desc()).limit(keep) for p, t in zip(parts, tables, strict=True)]
             combined = union_all(*(p.subquery().select() for p in parts)).subquery()
             stmt = select(combined).order_by(combined.c.id.desc())
-        if req.limit is not None:
-            stmt = stmt.limit(req.limit)
+        if limit is not None:
+            stmt = stmt.limit(limit)
         if req.offset:
             stmt = stmt.offset(req.offset)
         rows = (await conn.execute(stmt)).all()
+        if max_rows is not None and len(rows) > max_rows:
+            raise bounds.too_many("tasks", await _count(conn, tables, req, g.id), max_rows)
     tasks = [_info(r) for r in rows]
     return m.TasksQueryResp(count=len(tasks), tasks=tasks, group_name=g.group_name)
 

@@ -34,7 +34,7 @@ from mitosis.coordinator.db.tables import (
 )
 from mitosis.coordinator.events import log as events
 from mitosis.coordinator.events.notifier import SIGNALS, TASKS, Notifier
-from mitosis.coordinator.services import scheduler
+from mitosis.coordinator.services import bounds, scheduler
 from mitosis.coordinator.services.common import effective_group, now, role_in_group
 from mitosis.coordinator.services.tasks import (
     archive_cancelled,
@@ -791,7 +791,14 @@ def _filter_clauses(f: m.WorkerFilter, group_id: int, dialect: str) -> list[Any]
     return clauses
 
 
-async def query(engine: AsyncEngine, caller: User, req: m.WorkersQueryReq) -> m.WorkersQueryResp:
+WORKER_HINT = "narrow the filter (tags, labels, role, creator_username), or ask only for the count"
+
+
+async def query(
+    engine: AsyncEngine, caller: User, req: m.WorkersQueryReq, max_rows: int | None = None
+) -> m.WorkersQueryResp:
+    """Route 45. 0.6.8's worker query has no limit/offset: with ``max_rows`` (the API's
+    ``max_query_rows``) more matches than that is a 400 asking for a narrower filter."""
     async with read_only(engine).connect() as conn:
         g = await effective_group(conn, caller, req.group_name, Role.Read, outsider=403)
         base = _worker_select().join(group_worker, group_worker.c.worker_id == workers.c.id)
@@ -801,7 +808,15 @@ async def query(engine: AsyncEngine, caller: User, req: m.WorkersQueryReq) -> m.
                 await conn.execute(select(func.count()).select_from(base.where(*clauses).subquery()))
             ).scalar_one()
             return m.WorkersQueryResp(count=n, workers=[], group_name=g.group_name)
-        rows = (await conn.execute(base.where(*clauses).order_by(workers.c.id))).all()
+        stmt = base.where(*clauses).order_by(workers.c.id)
+        if max_rows is not None:
+            stmt = stmt.limit(max_rows + 1)
+        rows = (await conn.execute(stmt)).all()
+        if max_rows is not None and len(rows) > max_rows:
+            n = (
+                await conn.execute(select(func.count()).select_from(base.where(*clauses).subquery()))
+            ).scalar_one()
+            raise bounds.too_many("workers", n, max_rows, WORKER_HINT)
     infos = [_info(r) for r in rows]
     return m.WorkersQueryResp(count=len(infos), workers=infos, group_name=g.group_name)
 
