@@ -171,3 +171,47 @@ def test_network_cut_longer_than_heartbeat_timeout(
     assert final["result"] == {"exit_status": 0, "msg": None}
     assert len(started.read_text().split()) == 2  # at-least-once: the body ran on both workers
     alice.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stop_signal_mid_task_exits_0_unregisters_and_requeues_the_task(
+    coord: LiveCoordinator, pool: WorkerPool, tmp_path: Path, sig: signal.Signals
+) -> None:
+    """A stop while a task runs (behavior.md §6.7, runner.py): the task is killed at once, nothing is
+    reported, the worker unregisters (which re-queues the task) and exits 0."""
+    token, alice = setup_user(coord, "alice")
+    create_group(alice, "lab")
+    [worker] = pool.start_workers(coord, "alice", token, groups=["lab"])
+    worker_uuid = worker.worker_uuid()
+    mark = marker()
+    nap = f"2.{random.randint(10**8, 10**9 - 1)}"  # `sleep 2`, recognisable among processes
+    started, done = tmp_path / "started", tmp_path / "done"
+    script = f": {mark}; echo x >> {started}; sleep {nap}; echo done >> {done}"
+    uuid = submit(alice, "lab", sh(script))
+    wait_for(lambda: processes_mentioning(nap), 20, "the task to start")
+    assert get_task(alice, uuid)["info"]["state"] == "Running"
+
+    t0 = time.monotonic()
+    worker.proc.send_signal(sig)
+    assert worker.proc.wait(timeout=15) == 0, worker.log_text()
+    assert time.monotonic() - t0 < 10
+    # The task's whole process group went with it: its last line can never run.
+    assert not processes_mentioning(mark) and not processes_mentioning(nap)
+    assert f"task {uuid} abandoned: the worker is stopping" in worker.log_text()
+    info = get_task(alice, uuid)["info"]
+    assert info["state"] == "Ready"
+    assert info["result"] is None and info["reporter_uuid"] is None
+    r = alice.get(f"/workers/{worker_uuid}")
+    assert r.status_code == 404, r.text
+    r = alice.post("/workers/query", json={"group_name": "lab"})
+    assert r.status_code == 200 and r.json()["workers"] == [], r.text
+
+    # Re-queued at once (no heartbeat timeout involved), it runs to the end on the next worker.
+    [second] = pool.start_workers(coord, "alice", token, groups=["lab"])
+    info = wait_task(alice, uuid, pool=pool)["info"]
+    assert info["state"] == "Finished"
+    assert info["result"] == {"exit_status": 0, "msg": None}
+    assert info["reporter_uuid"] == second.worker_uuid()
+    assert len(started.read_text().split()) == 2
+    assert done.read_text() == "done\n"
+    alice.close()
