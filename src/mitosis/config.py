@@ -273,8 +273,13 @@ def load(
     config_file: Path | None = None,
     cli: dict[str, Any] | None = None,
     global_file: Path | None = None,
+    flags: dict[str, str] | None = None,
 ) -> Loaded[S]:
-    """Merge every layer for ``model`` and validate; raise :class:`ConfigError` on a bad value."""
+    """Merge every layer for ``model`` and validate; raise :class:`ConfigError` on a bad value.
+
+    ``flags`` maps a setting to the command-line flag that sets it (``db_url`` → ``--db``), so an
+    error in a value given on the command line names the flag the user typed.
+    """
     layers: list[tuple[str, dict[str, Any]]] = []
     gfile = global_file if global_file is not None else user_config_dir() / "config.toml"
     if gfile.is_file():
@@ -309,8 +314,13 @@ def load(
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"]) or "?"
         value = err.get("input")
-        origin = sources.get(key.split(".")[0], "default")
+        top = key.split(".")[0]
+        origin = sources.get(top, "default")
+        if origin == "command line" and flags and top in flags:
+            origin = f"command line {flags[top]}"
+        # pydantic prefixes the messages of custom validators with "Value error, ".
+        reason = str(err["msg"]).removeprefix("Value error, ")
         raise ConfigError(
-            f"invalid value for {model.section}.{key} ({origin}): {value!r}: {err['msg']}"
+            f"invalid value for {model.section}.{key} ({origin}): {value!r}: {reason}"
         ) from None
     return Loaded(settings, sources)

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from mitosis.cli import flag_names
 from mitosis.client.commands import EXPECTED_ERRORS, Session, register, report_error
 from mitosis.client.shell import run_shell
 from mitosis.config import ClientSettings, load
@@ -74,7 +75,7 @@ def client(
         "password": password,
         "retain": True if retain else None,
     }
-    loaded = load(ClientSettings, config_file=config, cli=cli)
+    loaded = load(ClientSettings, config_file=config, cli=cli, flags=flag_names())
     session = Session(
         loaded.settings,
         fmt="json" if as_json else "table",

@@ -10,12 +10,13 @@ from typing import Any
 
 import click
 
+from mitosis.cli import flag_names
 from mitosis.config import ConfigError, CoordinatorSettings, load
 
 
 def _settings(config: Path | None, overrides: dict[str, Any]) -> CoordinatorSettings:
     try:
-        return load(CoordinatorSettings, config_file=config, cli=overrides).settings
+        return load(CoordinatorSettings, config_file=config, cli=overrides, flags=flag_names()).settings
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
+from mitosis.cli import flag_names
 from mitosis.config import ConfigError, WorkerSettings, load
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -160,7 +161,9 @@ def worker(**options: Any) -> None:
     from mitosis.worker.runner import run_worker
 
     try:
-        settings = load(WorkerSettings, config_file=options.get("config"), cli=overrides(options)).settings
+        settings = load(
+            WorkerSettings, config_file=options.get("config"), cli=overrides(options), flags=flag_names()
+        ).settings
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
