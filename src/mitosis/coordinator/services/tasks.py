@@ -554,7 +554,7 @@ async def query(
             if limit is not None:
                 # Each side only needs its newest offset+limit rows: sorting them per table (an index
                 # walk) before the union keeps a page cheap however many tasks the archive holds.
-                keep = limit + (req.offset or 0)
+                keep = min(limit + (req.offset or 0), m.I64_MAX)  # both databases hold 64-bit limits
                 parts = [p.order_by(t.c.id.desc()).limit(keep) for p, t in zip(parts, tables, strict=True)]
             combined = union_all(*(p.subquery().select() for p in parts)).subquery()
             stmt = select(combined).order_by(combined.c.id.desc())
