@@ -130,6 +130,11 @@ def start_seaweed(
         "-webdav=false",
         "-admin.ui=false",
         "-master.telemetry=false",
+        # Every bucket is a collection with volumes of its own: a session of tests creates hundreds,
+        # more than the default (free disk / 128 MB) allows. Volumes grow lazily, so many small ones
+        # cost no disk up front.
+        "-master.volumeSizeLimitMB=32",
+        "-volume.max=5000",
     ]
     (directory / "data").mkdir(exist_ok=True)
     env = {**os.environ, "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
