@@ -10,6 +10,7 @@ the CLI itself against a coordinator with the default page size's bound.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mitosis.client import MitoClient
+from mitosis.client import AsyncMitoClient, MitoClient
 from mitosis.client.errors import MitoError
 from mitosis.wire import models as m
 from tests.support import databases
@@ -133,6 +134,28 @@ def test_sdk_reads_every_row_in_pages(coord: LiveCoordinator, token: str) -> Non
         assert client.query_all_tasks(m.TasksQueryReq(group_name=GROUP, offset=4), page=2).count == 3
         found = client.query_all_attachments(GROUP, page=BOUND)
         assert [a.key for a in found.attachments] == [f"k{i}.txt" for i in range(7)]
+
+
+def test_sdk_pages_shrink_to_a_smaller_bound(coord: LiveCoordinator, token: str) -> None:
+    """A coordinator whose max_query_rows is below the SDK's default page (1000) refuses that page
+    and names its bound; query_all_* go on in pages of the bound instead of failing."""
+    with MitoClient(coord.url, token, username="pager") as client:
+        tasks = client.query_all_tasks(m.TasksQueryReq(group_name=GROUP))
+        assert tasks.count == 7 and len({t.uuid for t in tasks.tasks}) == 7
+        found = client.query_all_attachments(GROUP)
+        assert [a.key for a in found.attachments] == [f"k{i}.txt" for i in range(7)]
+        with pytest.raises(
+            MitoError, match="Failed to parse number from ~~1"
+        ):  # any other refusal still reaches the caller
+            client.query_all_tasks(m.TasksQueryReq(group_name=GROUP, exit_status="~~1"))
+
+    async def read_async() -> tuple[int, list[str]]:
+        async with AsyncMitoClient(coord.url, token, username="pager") as client:
+            tasks = await client.query_all_tasks(m.TasksQueryReq(group_name=GROUP))
+            found = await client.query_all_attachments(GROUP)
+            return tasks.count, [a.key for a in found.attachments]
+
+    assert asyncio.run(read_async()) == (7, [f"k{i}.txt" for i in range(7)])
 
 
 def test_cli_query_without_limit_pages(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ token: an S3 server refuses a request signed twice.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
@@ -29,6 +30,7 @@ from mitosis.client.credentials import CredentialStore
 from mitosis.client.errors import (
     AuthExpiredError,
     ConnectionFailed,
+    InvalidRequestError,
     MissingCredentials,
     MitoError,
     ServerError,
@@ -58,7 +60,10 @@ ChunkCallback = Callable[[list[SubmitResult]], None]
 CHUNK = 1 << 20
 QUERY_PAGE = 1000
 """Rows per request of ``query_all_*``: a coordinator of ours answers at most ``max_query_rows``
-(10,000 by default) rows to one query, and refuses a query without ``limit`` that matches more."""
+(10,000 by default) rows to one query, and refuses a query without ``limit`` that matches more.
+One configured below this page size refuses the page and says its bound; the read then goes on in
+pages of that size (:func:`_page_bound`)."""
+_PAGE_BOUND = re.compile(r"page with limit at most (\d+)")
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 
@@ -93,6 +98,16 @@ def _resume_headers(part: Path) -> tuple[int, dict[str, str]]:
 def _total(resp: httpx.Response, done: int) -> int | None:
     length = resp.headers.get("Content-Length")
     return done + int(length) if length and length.isdigit() else None
+
+
+def _page_bound(exc: InvalidRequestError, page: int) -> int:
+    """The smaller page a coordinator asks for when it refused ``limit=page`` (its ``max_query_rows``
+    is below it); any other refusal is the caller's to see, raised again."""
+    found = _PAGE_BOUND.search(exc.msg)
+    bound = int(found.group(1)) if found else 0
+    if not 0 < bound < page:
+        raise exc
+    return bound
 
 
 class _Merged(Generic[Row]):
@@ -429,7 +444,11 @@ class MitoClient(_Base):
         pages of ``page`` rows (in key order)."""
         merged: _Merged[m.AttachmentQueryInfo] = _Merged(offset)
         while True:
-            resp = self.query_attachments(group, key, page, merged.offset)
+            try:
+                resp = self.query_attachments(group, key, page, merged.offset)
+            except InvalidRequestError as exc:
+                page = _page_bound(exc, page)
+                continue
             if merged.add(resp.attachments, page):
                 return m.AttachmentsQueryResp(
                     count=len(merged.rows), attachments=merged.rows, group_name=resp.group_name
@@ -518,7 +537,11 @@ class MitoClient(_Base):
         base = req or m.TasksQueryReq()
         merged: _Merged[m.TaskQueryInfo] = _Merged(base.offset)
         while True:
-            resp = self.query_tasks(base.model_copy(update={"limit": page, "offset": merged.offset}))
+            try:
+                resp = self.query_tasks(base.model_copy(update={"limit": page, "offset": merged.offset}))
+            except InvalidRequestError as exc:
+                page = _page_bound(exc, page)
+                continue
             if merged.add(resp.tasks, page):
                 return m.TasksQueryResp(count=len(merged.rows), tasks=merged.rows, group_name=resp.group_name)
 
@@ -906,7 +929,11 @@ class AsyncMitoClient(_Base):
         """As :meth:`MitoClient.query_all_attachments`."""
         merged: _Merged[m.AttachmentQueryInfo] = _Merged(offset)
         while True:
-            resp = await self.query_attachments(group, key, page, merged.offset)
+            try:
+                resp = await self.query_attachments(group, key, page, merged.offset)
+            except InvalidRequestError as exc:
+                page = _page_bound(exc, page)
+                continue
             if merged.add(resp.attachments, page):
                 return m.AttachmentsQueryResp(
                     count=len(merged.rows), attachments=merged.rows, group_name=resp.group_name
@@ -991,7 +1018,13 @@ class AsyncMitoClient(_Base):
         base = req or m.TasksQueryReq()
         merged: _Merged[m.TaskQueryInfo] = _Merged(base.offset)
         while True:
-            resp = await self.query_tasks(base.model_copy(update={"limit": page, "offset": merged.offset}))
+            try:
+                resp = await self.query_tasks(
+                    base.model_copy(update={"limit": page, "offset": merged.offset})
+                )
+            except InvalidRequestError as exc:
+                page = _page_bound(exc, page)
+                continue
             if merged.add(resp.tasks, page):
                 return m.TasksQueryResp(count=len(merged.rows), tasks=merged.rows, group_name=resp.group_name)
 
