@@ -168,7 +168,8 @@ active_tasks = Table(
     Column("cancel_requested", Boolean, nullable=False, server_default=text("false")),
     Index("idx_active_tasks-group_id-task_id", "group_id", "task_id", unique=True),
     Index("idx_active_tasks-state", "state"),
-    Index("idx_active_tasks-group_id", "group_id"),
+    # Counts by state read this index only (migration 0007).
+    Index("idx_active_tasks-group_id-state", "group_id", "state"),
     Index("idx_active_tasks-priority", "priority"),
     Index("idx_active_tasks-creator_id-group_id", "creator_id", "group_id"),
     # The scheduler's claim walks Ready tasks of one group in (priority desc, id) order.
@@ -195,7 +196,7 @@ archived_tasks = Table(
     Index("idx_archived_tasks-group_id-task_id", "group_id", "task_id", unique=True),
     Index("idx_archived_tasks-state", "state"),
     Index("idx_archived_tasks-group_id-id", "group_id", "id"),
-    Index("idx_archived_tasks-group_id", "group_id"),
+    Index("idx_archived_tasks-group_id-state", "group_id", "state"),
     Index("idx_archived_tasks-priority", "priority"),
     Index("idx_archived_tasks-creator_id-group_id", "creator_id", "group_id"),
     # Retention (migration 0005) deletes a group's oldest archived tasks.

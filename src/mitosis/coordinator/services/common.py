@@ -75,8 +75,17 @@ async def effective_group(
     0.6.8 answers an outsider with 400 on task filters and 403 on worker filters (``outsider``).
     """
     name = group_name or caller.username
-    g = await group_by_name(conn, name)
-    role = None if g is None else await role_in_group(conn, caller.id, g.id)
+    # The group and the caller's role in it in one statement: every filtered query and batch
+    # operation starts here.
+    role_code = (
+        select(user_group.c.role)
+        .where(user_group.c.user_id == caller.id, user_group.c.group_id == groups.c.id)
+        .scalar_subquery()
+    )
+    g = (
+        await conn.execute(select(groups, role_code.label("caller_role")).where(groups.c.group_name == name))
+    ).first()
+    role = None if g is None or g.caller_role is None else Role.from_code(g.caller_role)
     if g is None or (role is None and not caller.admin):
         if outsider == 400:
             raise errors.invalid(f"Group with name {name} not found or user is not in the group")

@@ -514,16 +514,18 @@ def query_tables(f: m.TaskFilter, reporter: uuid.UUID | None) -> list[Any]:
 
 
 async def _count(conn: AsyncConnection, tables: list[Any], req: m.TasksQueryReq, group_id: int) -> int:
-    total = 0
-    for t in tables:
-        total += (
-            await conn.execute(
-                select(func.count())
-                .select_from(t)
-                .where(*filter_clauses(t, req, group_id, conn.dialect.name, req.reporter_uuid))
-            )
-        ).scalar_one()
-    return total
+    """Matches in ``tables``, counted in one statement (a scalar subquery per table)."""
+    if not tables:
+        return 0
+    counts = [
+        select(func.count())
+        .select_from(t)
+        .where(*filter_clauses(t, req, group_id, conn.dialect.name, req.reporter_uuid))
+        .scalar_subquery()
+        for t in tables
+    ]
+    total = counts[0] if len(counts) == 1 else counts[0] + counts[1]
+    return int((await conn.execute(select(total))).scalar_one())
 
 
 async def query(
