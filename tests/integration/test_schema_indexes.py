@@ -25,7 +25,9 @@ TASK_TABLES = (active_tasks, archived_tasks)
 
 def _indexes(sync: Connection) -> dict[str, dict[str, list[Any]]]:
     insp = inspect(sync)
-    return {t.name: {str(i["name"]): i["column_names"] for i in insp.get_indexes(t.name)} for t in TASK_TABLES}
+    return {
+        t.name: {str(i["name"]): i["column_names"] for i in insp.get_indexes(t.name)} for t in TASK_TABLES
+    }
 
 
 def _downgrade(sync: Connection, target: str) -> None:
