@@ -6,7 +6,7 @@ import os
 import stat
 from pathlib import Path
 
-from mitosis.worker.taskdirs import SUBDIRS, TaskDirs
+from mitosis.worker.taskdirs import SUBDIRS, Leftovers, TaskDirs, survey
 
 
 def _mode(path: Path) -> int:
@@ -67,3 +67,46 @@ async def test_anything_a_task_left_behind_means_a_new_tree(tmp_path: Path) -> N
         await dirs.discard(again)
         dirs.close()
     assert os.listdir(tmp_path) == []
+
+
+def test_survey_tells_outputs_and_pristine_apart(tmp_path: Path) -> None:
+    dirs = TaskDirs(tmp_path)
+    cases = {
+        "untouched": (lambda p: None, Leftovers(outputs=False, pristine=True)),
+        "result file": (lambda p: (p / "result" / "a").write_text("x"), Leftovers(outputs=True, pristine=False)),
+        "exec file": (lambda p: (p / "exec" / "a").write_text("x"), Leftovers(outputs=True, pristine=False)),
+        "new task": (lambda p: (p / "new_task.json").write_text("{}"), Leftovers(outputs=True, pristine=False)),
+        # Not uploaded, but the next task must not find it: no outputs, not pristine.
+        "resource file": (lambda p: (p / "resource" / "a").write_text("x"), Leftovers(outputs=False, pristine=False)),
+        "top file": (lambda p: (p / "notes").write_text("x"), Leftovers(outputs=False, pristine=False)),
+        "loose mode": (lambda p: (p / "exec").chmod(0o755), Leftovers(outputs=False, pristine=False)),
+        # A missing result/ is left to the packer (outputs), never reused.
+        "no result dir": (lambda p: (p / "result").rmdir(), Leftovers(outputs=True, pristine=False)),
+        "result is a link": (
+            lambda p: ((p / "result").rmdir(), (p / "result").symlink_to(tmp_path)),
+            Leftovers(outputs=True, pristine=False),
+        ),
+    }  # fmt: skip
+    for i, (name, (change, expected)) in enumerate(cases.items()):
+        tree = dirs.create(f"t{i}")
+        change(tree)
+        assert survey(tree) == expected, name
+    assert survey(tmp_path / "gone") == Leftovers(outputs=True, pristine=False)
+    dirs.close()
+
+
+async def test_discard_trusts_a_pristine_verdict_and_checks_without_one(tmp_path: Path) -> None:
+    dirs = TaskDirs(tmp_path)
+    tree = dirs.create("a")
+    inode = os.lstat(tree).st_ino
+    await dirs.discard(tree, survey(tree).pristine)
+    assert os.lstat(dirs.create("b")).st_ino == inode  # kept as a spare on the caller's word
+    dirty = tmp_path / "b"
+    (dirty / "result" / "x").write_text("x")
+    await dirs.discard(dirty, False)
+    assert not dirty.exists() and os.listdir(tmp_path) == []
+    tree = dirs.create("c")
+    (tree / "exec" / "y").write_text("y")
+    await dirs.discard(tree)  # no verdict: looked at, not reused
+    assert os.listdir(tmp_path) == []
+    dirs.close()

@@ -81,7 +81,7 @@ from mitosis.worker.feeder import BatchUnsupported, Feeder
 from mitosis.worker.livelog import LogStreamer
 from mitosis.worker.packing import pack_dir, pack_std_log
 from mitosis.worker.resources import RESOURCE_PHASE_SECONDS, fetch_resources
-from mitosis.worker.taskdirs import TaskDirs
+from mitosis.worker.taskdirs import TaskDirs, survey
 from mitosis.worker.watch import redis_url_for_client, wait_until_reached
 from mitosis.worker.watchdog import Watchdog
 
@@ -499,8 +499,9 @@ class Worker:
             lambda: watching.append(asyncio.ensure_future(self._watch_signals(task.id, cancel))),
         )
         log.info("task %s (id %d): %s", task.uuid, task.id, " ".join(task.spec.args))
+        pristine: bool | None = None
         try:
-            await self._run_task(task, task_dir, cancel)
+            pristine = await self._run_task(task, task_dir, cancel)
         except _Stopped:
             await self._announce(task.uuid, _X.WorkerExited, 60)
             log.info("task %s abandoned: the worker is stopping", task.uuid)
@@ -512,11 +513,13 @@ class Worker:
                     await signals
             self._current = None
             self._cancels.pop(task.id, None)
-            await self._dirs.discard(task_dir)
+            await self._dirs.discard(task_dir, pristine)
             if self._feeder is not None:
                 self._feeder.ended(task)
 
-    async def _run_task(self, task: WorkerTaskResp, task_dir: Path, cancel: asyncio.Event) -> None:
+    async def _run_task(self, task: WorkerTaskResp, task_dir: Path, cancel: asyncio.Event) -> bool | None:
+        """Run one task to its commit. Returns whether the task left its tree pristine when that
+        was surveyed on the way (and nothing was written to the tree after), else None."""
         spec = task.spec
 
         # Phase A: resources; phase B: watch. Both share the 30 minute deadline R.
@@ -532,7 +535,7 @@ class Worker:
                 )
                 if failure is not None:
                     await self._fail_early(task, failure.msg, failure.announce, failure.announce_ttl)
-                    return
+                    return None
             if spec.watch is not None:
                 watched, target = spec.watch
                 await self._announce(task.uuid, _X.Watch, None)
@@ -546,10 +549,10 @@ class Worker:
                     )
                 except TimeoutError:
                     await self._fail_early(task, TaskResultMessage.WatchTimeout, _X.WatchTimeout, 60)
-                    return
+                    return None
         except _Cancelled:
             await self._fail_early(task, TaskResultMessage.UserCancellation, None, None)
-            return
+            return None
 
         # Phase C: run the process.
         timeout = task.timeout.total_seconds()
@@ -627,11 +630,12 @@ class Worker:
             await self._announce(task.uuid, _X.UploadFinishedResult, 660)
         else:
             await self._announce(task.uuid, _X.UploadCancelledResult, 660)
-        if self._feeder is not None and _nothing_to_send(task_dir, spec.terminal_output):
+        left = survey(task_dir) if self._feeder is not None and not spec.terminal_output else None
+        if left is not None and not left.outputs:
             # Nothing to upload and no downstream task: the end and the result go in one batch entry.
             await self._announce(task.uuid, _X.UploadResultFinished, 60)
             await self._commit(task, result.exit_status, _result_msg(result.outcome, True), op)
-            return
+            return left.pristine
         await self._report(task.id, op)
         try:
             uploaded = await asyncio.wait_for(
@@ -651,12 +655,13 @@ class Worker:
                 op,
                 then=(_X.UploadResultTimeout, 60),
             )
-            return
+            return None
         await self._announce(task.uuid, _X.UploadResultFinished, 60)
         submitted = True
         if result.outcome is not Outcome.CANCELLED:
             submitted = await self._submit_downstream(task, task_dir / "new_task.json")
         await self._commit(task, result.exit_status, _result_msg(result.outcome, submitted), op)
+        return None
 
     async def _fail_early(
         self, task: WorkerTaskResp, msg: TaskResultMessage, state: TaskExecState | None, ttl: int | None
@@ -833,17 +838,6 @@ class Worker:
                 return
             if time.monotonic() - started < 0.5:
                 await asyncio.sleep(1.0)  # the coordinator did not hold the request: do not spin
-
-
-def _nothing_to_send(task_dir: Path, terminal_output: bool) -> bool:
-    """Whether a task left nothing to upload and no downstream task to submit."""
-    if terminal_output or (task_dir / "new_task.json").exists():
-        return False
-    for sub in ("result", "exec"):
-        with os.scandir(task_dir / sub) as entries:
-            if next(entries, None) is not None:
-                return False
-    return True
 
 
 def _result_msg(outcome: Outcome, submitted: bool) -> TaskResultMessage | None:
