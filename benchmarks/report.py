@@ -110,11 +110,13 @@ def render(doc: dict[str, Any]) -> str:
                 "submit→archived p50",
                 "p99",
                 "baseline spawn→start p50",
+                "`GET /health` p50 back to back / after 50 ms idle",
             ),
-            _row(*["---"] * 6),
+            _row(*["---"] * 7),
         ]
         for x in r["latency"]["runs"]:
             s, d = x["submit_to_start"], x["submit_to_archived"]
+            hb, hi = x.get("health_back_to_back"), x.get("health_after_idle")
             out.append(
                 _row(
                     x["database"],
@@ -123,6 +125,7 @@ def render(doc: dict[str, Any]) -> str:
                     f"{d['p50_ms']} ms",
                     f"{d['p99_ms']} ms",
                     f"{b['p50_ms']} ms",
+                    f"{hb['p50_ms']} / {hi['p50_ms']} ms" if hb and hi else "-",
                 )
             )
         out.append("")

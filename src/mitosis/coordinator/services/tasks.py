@@ -52,7 +52,7 @@ from mitosis.coordinator.services.common import (
 )
 from mitosis.wire import models as m
 from mitosis.wire.codecs import parse_number_filter
-from mitosis.wire.enums import ArtifactContentType, Role, TaskResultMessage, TaskState
+from mitosis.wire.enums import ArtifactContentType, Role, TaskResultMessage, TaskState, UserState
 from mitosis.wire.keys import attachment_key_problem
 
 USER_CANCELLATION = {"exit_status": 0, "msg": TaskResultMessage.UserCancellation.value}
@@ -175,16 +175,20 @@ async def insert_tasks(
 # bumped only when the caller may submit to it (Write or Admin, or a system admin: DECISIONS A1);
 # no row back means nothing was written, and the SQLAlchemy path then says why.
 _PG_SUBMIT_ONE = f"""
-    WITH g AS (
+    WITH u AS (
+        SELECT id, admin FROM users
+        WHERE username = $3 AND state = {UserState.Active.code} AND auth_signature = $4),
+    g AS (
         UPDATE groups SET task_count = task_count + 1, updated_at = $1
-        WHERE group_name = $2 AND ($3 OR EXISTS (
+        FROM u
+        WHERE group_name = $2 AND (u.admin OR EXISTS (
             SELECT 1 FROM user_group ug
-            WHERE ug.user_id = $4 AND ug.group_id = groups.id AND ug.role >= {Role.Write.code}))
-        RETURNING id, group_name, task_count),
+            WHERE ug.user_id = u.id AND ug.group_id = groups.id AND ug.role >= {Role.Write.code}))
+        RETURNING groups.id, group_name, task_count, u.id AS creator_id),
     ins AS (
         INSERT INTO active_tasks (creator_id, group_id, task_id, uuid, tags, labels, created_at,
                                   updated_at, state, timeout, priority, spec, cancel_requested)
-        SELECT $4::bigint, g.id, g.task_count, $5::uuid, $6::text[], $7::text[], $1::timestamptz,
+        SELECT g.creator_id, g.id, g.task_count, $5::uuid, $6::text[], $7::text[], $1::timestamptz,
                $1::timestamptz, {TaskState.Ready.code}, $8::bigint, $9::int, $10::json, false
         FROM g
         RETURNING task_id),
@@ -194,6 +198,10 @@ _PG_SUBMIT_ONE = f"""
                $7::text[], NULL FROM g)
     SELECT ins.task_id, pg_notify('{TASKS}', $11) FROM ins
 """
+"""One task submitted by the holder of a user token, in one statement: the user is still active and
+the token's signature current (what ``auth.current_user`` checks), the user may write to the group,
+the group's task counter, the task, its event and the wake-up. No row means one of the checks
+failed: the caller then goes the long way round, which says which."""
 
 
 # PostgreSQL: a batch of tasks and their events, each in one statement over arrays (the rows of a
@@ -254,30 +262,45 @@ async def _insert_tasks_pg(
     return [m.SubmitTaskResp(task_id=first + i, uuid=u) for i, u in enumerate(uuids)]
 
 
+async def submit_with_token(
+    engine: AsyncEngine, notifier: Notifier, username: str, signature: int, req: m.SubmitTaskReq
+) -> m.SubmitTaskResp | None:
+    """Route 21's common case on PostgreSQL: the user check and the submission in one round trip
+    (``_PG_SUBMIT_ONE``). None when that cannot answer (SQLite, a spec to refuse, a user or group
+    check that failed): the caller authenticates as usual and calls :func:`submit`, which raises
+    the precise error in 0.6.8's order (credentials first, then the spec, then the group)."""
+    if not raw.available(engine):
+        return None
+    try:
+        check_resources(req.task_spec)
+    except errors.ApiError:
+        return None
+    task_uuid = uuid.uuid4()
+    async with raw.connection(engine) as pg:
+        task_id = await pg.fetchval(
+            _PG_SUBMIT_ONE,
+            now(),
+            req.group_name,
+            username,
+            signature,
+            task_uuid,
+            list(req.tags),
+            list(req.labels),
+            int(req.timeout.total_seconds()),
+            req.priority,
+            json.dumps(spec_json(req.task_spec)),
+            submitted_payload(1),
+        )
+    if task_id is None:
+        return None
+    notifier.offer(1)
+    return m.SubmitTaskResp(task_id=task_id, uuid=task_uuid)
+
+
 async def submit(
     engine: AsyncEngine, notifier: Notifier, caller: User, req: m.SubmitTaskReq
 ) -> m.SubmitTaskResp:
     check_resources(req.task_spec)
-    if raw.available(engine):
-        task_uuid = uuid.uuid4()
-        async with raw.connection(engine) as pg:
-            task_id = await pg.fetchval(
-                _PG_SUBMIT_ONE,
-                now(),
-                req.group_name,
-                caller.admin,
-                caller.id,
-                task_uuid,
-                list(req.tags),
-                list(req.labels),
-                int(req.timeout.total_seconds()),
-                req.priority,
-                json.dumps(spec_json(req.task_spec)),
-                submitted_payload(1),
-            )
-        if task_id is not None:
-            notifier.offer(1)
-            return m.SubmitTaskResp(task_id=task_id, uuid=task_uuid)
     async with engine.begin() as conn:
         g = await _writable_group(conn, caller, req.group_name)
         [resp] = await insert_tasks(conn, g, caller.id, [req])
