@@ -408,8 +408,12 @@ def world(module_coordinator: LiveCoordinator) -> Iterator[World]:
             f"/groups/{TEAM}/users", json={"relations": {READER: "Read", WRITER: "Write", LOCKED: "Write"}}
         )
         assert r.status_code == 200, r.text
+    # The expired worker serves a group of its own: the coordinator's sweep deletes it at some point
+    # after its lifetime, and that must not change team's worker count while a case compares it.
+    with w.client(GADMIN) as c:
+        assert c.post("/groups", json={"group_name": f"{TEAM}-expiry"}).status_code == 200
     expired_at = time.monotonic() + 1.0
-    w.expired_worker = w.register(groups=[f"{TEAM}:Write"], lifetime="1s")
+    w.expired_worker = w.register(groups=[f"{TEAM}-expiry:Write"], lifetime="1s")
     w.serving = w.serving_worker()
     w.other = w.register(OUTSIDER, groups=[])
     w.task = w.submit(labels=[SHARED_LABEL])
