@@ -125,6 +125,9 @@ class CoordinatorSettings(_Settings):
     # The most rows one task, attachment or worker query may answer: more matches without a `limit`
     # (or a `limit` above it) is a 400 saying how many matched and how to page.
     max_query_rows: int = Field(default=10_000, gt=0)
+    # PostgreSQL connections this coordinator keeps open for reuse; under more concurrent requests
+    # it opens up to half as many again, closed after each use (docs/deployment.md, connections).
+    db_pool_size: int = Field(default=20, gt=0, le=1000)
     login_failures_per_user: int = Field(default=5, gt=0)
     login_failures_per_address: int = Field(default=100, gt=0)
     login_window: Duration = timedelta(minutes=15)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -124,3 +125,22 @@ def test_the_coordinator_refuses_to_start_with_a_bad_flag_and_exits_2(tmp_path: 
         "error: invalid value for coordinator.db_url (command line --db): 'foo:bar': "
         "expected sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
     ]
+
+
+def test_db_pool_size_sizes_the_postgresql_pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mitosis.coordinator.db.engine import make_engine
+
+    none = tmp_path / "none.toml"
+    assert load(CoordinatorSettings, global_file=none).settings.db_pool_size == 20
+    monkeypatch.setenv("MITO_DB_POOL_SIZE", "8")
+    settings = load(CoordinatorSettings, global_file=none).settings
+    assert settings.db_pool_size == 8
+    engine = make_engine("postgresql://postgres@127.0.0.1:5432/postgres", pool_size=settings.db_pool_size)
+    pool: Any = engine.sync_engine.pool  # nothing connects until the first checkout
+    assert (pool.size(), pool._max_overflow) == (8, 4)  # kept; opened under bursts on top
+    monkeypatch.setenv("MITO_DB_POOL_SIZE", "0")
+    with pytest.raises(ConfigError) as err:
+        load(CoordinatorSettings, global_file=none)
+    assert str(err.value).startswith(
+        "invalid value for coordinator.db_pool_size (env MITO_DB_POOL_SIZE): '0'"
+    )

@@ -111,7 +111,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     # Blob URLs are signed with a key derived from the token key, so every replica agrees on it.
     blob_secret = hashlib.sha256(b"mitosis-blob-url:" + raw_private).digest()
-    engine = make_engine(settings.effective_db_url)
+    engine = make_engine(settings.effective_db_url, pool_size=settings.db_pool_size)
     await run_migrations(engine)
     password, generated = ensure_admin_password(settings.admin_password, settings.key_dir)
     if await accounts.bootstrap_admin(engine, settings.admin_user, bytes(md5_digest_list(password))):
