@@ -77,21 +77,29 @@ def _assert_woken(fetch: HeldFetch, submitted: float, uuid: str) -> None:
     assert answered - submitted < 5.0, f"answered {answered - submitted:.1f}s after the submission"
 
 
+def _woken_by_a_submission(
+    worker: httpx.Client, worker_uuid: str, submitter: httpx.Client, group: str
+) -> None:
+    """A fetch held by ``worker`` answers with a task ``submitter`` sends to ``group`` meanwhile,
+    promptly, and the task is then Running on that worker."""
+    fetch = HeldFetch(worker)
+    time.sleep(1.5)
+    assert fetch.held(), "the fetch answered before any task existed"
+    submitted = time.monotonic()
+    uuid = submit(submitter, group, sh("true"))
+    _assert_woken(fetch, submitted, uuid)
+    assert get_task(submitter, uuid)["info"]["state"] == "Running"
+    r = submitter.get(f"/workers/{worker_uuid}")
+    assert r.status_code == 200 and r.json()["info"]["assigned_task_id"] == uuid, r.text
+
+
 def test_long_poll_returns_a_task_submitted_while_it_waits(coord: LiveCoordinator, names: Names) -> None:
     user, lab = names("alice"), names("lab")
     _, alice = setup_user(coord, user)
     create_group(alice, lab)
     worker_uuid, worker = register(coord, alice, lab)
     with worker:
-        fetch = HeldFetch(worker)
-        time.sleep(1.5)
-        assert fetch.held(), "the fetch answered before any task existed"
-        submitted = time.monotonic()
-        uuid = submit(alice, lab, sh("true"))
-        _assert_woken(fetch, submitted, uuid)
-        assert get_task(alice, uuid)["info"]["state"] == "Running"
-        r = alice.get(f"/workers/{worker_uuid}")
-        assert r.status_code == 200 and r.json()["info"]["assigned_task_id"] == uuid, r.text
+        _woken_by_a_submission(worker, worker_uuid, alice, lab)
         worker.delete("/workers")
     alice.close()
 
@@ -114,15 +122,7 @@ def test_long_poll_on_one_coordinator_wakes_for_a_submission_to_another(pg_url: 
         )
         worker_uuid, worker = register(b, alice_b, "lab")
         with worker:
-            fetch = HeldFetch(worker)
-            time.sleep(1.5)
-            assert fetch.held(), "the fetch answered before any task existed"
-            submitted = time.monotonic()
-            uuid = submit(alice_a, "lab", sh("true"))
-            _assert_woken(fetch, submitted, uuid)
-            assert get_task(alice_a, uuid)["info"]["state"] == "Running"
-            r = alice_a.get(f"/workers/{worker_uuid}")
-            assert r.status_code == 200 and r.json()["info"]["assigned_task_id"] == uuid, r.text
+            _woken_by_a_submission(worker, worker_uuid, alice_a, "lab")
             worker.delete("/workers")
         alice_a.close()
         alice_b.close()

@@ -13,7 +13,6 @@ credential file and the worker logs never touch the real user's.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -27,7 +26,7 @@ import pytest
 
 from mitosis.manager import load_records
 from tests.support import databases
-from tests.support.cluster import kill_processes_mentioning, setup_user, wait_for
+from tests.support.cluster import kill_processes_mentioning, setup_user, user_env, wait_for
 from tests.support.coordinator import LiveCoordinator, coordinator_process
 from tests.support.databases import Names
 
@@ -47,20 +46,9 @@ def coordinator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCoordi
         yield coord
 
 
-def user_env(home: Path) -> dict[str, str]:
-    """The environment of a user whose home, cache, config and data dirs are all under ``home``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MITO_")}
-    for name in ("cache", "config", "data"):
-        (home / name).mkdir(parents=True, exist_ok=True)
-    env.update(
-        HOME=str(home),
-        XDG_CACHE_HOME=str(home / "cache"),
-        XDG_CONFIG_HOME=str(home / "config"),
-        XDG_DATA_HOME=str(home / "data"),
-        NO_COLOR="1",
-        COLUMNS="400",  # one table row per line, whatever the command lines' length
-    )
-    return env
+def wide_user_env(home: Path) -> dict[str, str]:
+    """A user's environment (``user_env``) with one table row per line, however long the rows."""
+    return user_env(home, COLUMNS="400")
 
 
 def mito(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -99,11 +87,11 @@ def test_spawn_status_kill_touches_only_its_own_workers(
     token, client = setup_user(coordinator, user, password)
     cred = tmp_path / "credentials"
     cred.write_text(f"{user}:{token}")
-    env = user_env(tmp_path / "home")
+    env = wide_user_env(tmp_path / "home")
     worker_logs = tmp_path / "home" / "cache" / "mitosis" / "worker"
 
     # A worker of the same user started by hand, outside the manager, from its own home.
-    outside_env = user_env(tmp_path / "outside")
+    outside_env = wide_user_env(tmp_path / "outside")
     outside_log = tmp_path / "outside" / "worker.log"
     outside_argv = [MITO, "worker", "-c", coordinator.url, "--credential-path", str(cred), "-u", user]
     outside_argv += ["--heartbeat-interval", "2s", "--long-poll", "5s", "--skip-redis"]
@@ -188,7 +176,7 @@ def test_spawn_status_kill_touches_only_its_own_workers(
 
 def test_nothing_to_kill_and_nothing_to_spawn(tmp_path: Path) -> None:
     """With nothing spawned: clear messages and the 0.6.8 exit codes, no process started, no traceback."""
-    env = user_env(tmp_path / "home")
+    env = wide_user_env(tmp_path / "home")
     pid_file = tmp_path / "home" / "cache" / "mitosis" / "manager" / "workers.json"
 
     killed = mito(env, "manager", "kill")

@@ -8,7 +8,6 @@ A second run on the same data directory must re-use its keys, bootstrap admin pa
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 import subprocess
@@ -18,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.cluster import kill_processes_mentioning, processes_mentioning
+from tests.support.cluster import kill_processes_mentioning, processes_mentioning, user_env
 from tests.support.coordinator import free_port
 
 pytestmark = pytest.mark.e2e
@@ -26,20 +25,6 @@ pytestmark = pytest.mark.e2e
 MITO = str(Path(sys.executable).with_name("mito"))
 DEMO_OUTPUT = "hello from a Mitosis task"  # what `echo` prints in the demo task (mitosis.up)
 _SUBMITTED = re.compile(r"submitted\s+echo task ([0-9a-f-]{36})")
-
-
-def user_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MITO_")}
-    for name in ("cache", "config", "data"):
-        (home / name).mkdir(parents=True, exist_ok=True)
-    env.update(
-        HOME=str(home),
-        XDG_CACHE_HOME=str(home / "cache"),
-        XDG_CONFIG_HOME=str(home / "config"),
-        XDG_DATA_HOME=str(home / "data"),
-        NO_COLOR="1",
-    )
-    return env
 
 
 def up_once(env: dict[str, str], bind: str, data_dir: Path) -> str:

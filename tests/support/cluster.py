@@ -202,6 +202,23 @@ def worker_pool(root: Path) -> Iterator[WorkerPool]:
 # ------------------------------------------------------------------------------------- processes
 
 
+def user_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment of a user whose home, cache, config and data dirs are all under ``home``
+    (no ``MITO_*`` settings leak in from the test run), plus ``extra`` variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MITO_")}
+    for name in ("cache", "config", "data"):
+        (home / name).mkdir(parents=True, exist_ok=True)
+    env.update(
+        HOME=str(home),
+        XDG_CACHE_HOME=str(home / "cache"),
+        XDG_CONFIG_HOME=str(home / "config"),
+        XDG_DATA_HOME=str(home / "data"),
+        NO_COLOR="1",
+        **extra,
+    )
+    return env
+
+
 def processes_mentioning(marker: str) -> list[psutil.Process]:
     """Live processes (not zombies) whose command line contains ``marker``."""
     found = []
