@@ -24,7 +24,7 @@ async def submit(
     if done is not None:
         return done
     user = await current_user(request)
-    return await tasks.submit(ctx.engine, ctx.notifier, user, req)
+    return await tasks.submit_checked(ctx.engine, ctx.notifier, user, req)
 
 
 @router.post("/submit", response_model=m.TasksSubmitResp)

@@ -177,7 +177,8 @@ async def insert_tasks(
 _PG_SUBMIT_ONE = f"""
     WITH u AS (
         SELECT id, admin FROM users
-        WHERE username = $3 AND state = {UserState.Active.code} AND auth_signature = $4),
+        WHERE username = $3 AND state = {UserState.Active.code}
+              AND ($4::bigint IS NULL OR auth_signature = $4)),
     g AS (
         UPDATE groups SET task_count = task_count + 1, updated_at = $1
         FROM u
@@ -198,10 +199,11 @@ _PG_SUBMIT_ONE = f"""
                $7::text[], NULL FROM g)
     SELECT ins.task_id, pg_notify('{TASKS}', $11) FROM ins
 """
-"""One task submitted by the holder of a user token, in one statement: the user is still active and
-the token's signature current (what ``auth.current_user`` checks), the user may write to the group,
-the group's task counter, the task, its event and the wake-up. No row means one of the checks
-failed: the caller then goes the long way round, which says which."""
+"""One task submitted in one statement: the user is still active and, for a token's holder, the
+token's signature current (what ``auth.current_user`` checks; ``$4`` NULL for a caller already
+authenticated otherwise), the user may write to the group, the group's task counter, the task, its
+event and the wake-up. No row means one of the checks failed: the caller then goes the long way
+round, which says which."""
 
 
 # PostgreSQL: a batch of tasks and their events, each in one statement over arrays (the rows of a
@@ -263,12 +265,13 @@ async def _insert_tasks_pg(
 
 
 async def submit_with_token(
-    engine: AsyncEngine, notifier: Notifier, username: str, signature: int, req: m.SubmitTaskReq
+    engine: AsyncEngine, notifier: Notifier, username: str, signature: int | None, req: m.SubmitTaskReq
 ) -> m.SubmitTaskResp | None:
     """Route 21's common case on PostgreSQL: the user check and the submission in one round trip
-    (``_PG_SUBMIT_ONE``). None when that cannot answer (SQLite, a spec to refuse, a user or group
-    check that failed): the caller authenticates as usual and calls :func:`submit`, which raises
-    the precise error in 0.6.8's order (credentials first, then the spec, then the group)."""
+    (``_PG_SUBMIT_ONE``; ``signature`` None skips the token check, for a caller authenticated
+    otherwise). None when that cannot answer (SQLite, a spec to refuse, a user or group check that
+    failed): the caller authenticates as usual and calls :func:`submit_checked`, which raises the
+    precise error in 0.6.8's order (credentials first, then the spec, then the group)."""
     if not raw.available(engine):
         return None
     try:
@@ -300,6 +303,16 @@ async def submit_with_token(
 async def submit(
     engine: AsyncEngine, notifier: Notifier, caller: User, req: m.SubmitTaskReq
 ) -> m.SubmitTaskResp:
+    """One task from an authenticated caller (the dashboard's form): one statement on PostgreSQL
+    when every check passes, else :func:`submit_checked`."""
+    done = await submit_with_token(engine, notifier, caller.username, None, req)
+    return done if done is not None else await submit_checked(engine, notifier, caller, req)
+
+
+async def submit_checked(
+    engine: AsyncEngine, notifier: Notifier, caller: User, req: m.SubmitTaskReq
+) -> m.SubmitTaskResp:
+    """One task, each check a statement of its own: raises the precise error when one fails."""
     check_resources(req.task_spec)
     async with engine.begin() as conn:
         g = await _writable_group(conn, caller, req.group_name)
