@@ -10,9 +10,11 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from mitosis.wire.models import ResourceLimits
 from mitosis.worker.executor import Outcome, TaskProcess, supervise, task_env
+from mitosis.worker.wakeup import Flag
 
 MITO = {
     "MITO_RESULT_DIR": "/r",
@@ -102,19 +104,20 @@ async def test_terminal_output_captured_to_files(tmp_path: Path) -> None:
     assert (tmp_path / "stderr.log").read_text() == "err\n"
 
 
-async def test_cancel_and_stop(tmp_path: Path) -> None:
+@pytest.mark.parametrize("event", [asyncio.Event, Flag], ids=["event", "flag"])
+async def test_cancel_and_stop(tmp_path: Path, event: type[asyncio.Event]) -> None:
     proc = await TaskProcess.spawn(["sleep", "60"], dict(os.environ))
-    cancel = asyncio.Event()
+    cancel = event()
     asyncio.get_running_loop().call_later(0.2, cancel.set)
     started = time.monotonic()
-    result = await supervise(proc, deadline=time.monotonic() + 30, stop=asyncio.Event(), cancel=cancel)
+    result = await supervise(proc, deadline=time.monotonic() + 30, stop=event(), cancel=cancel)
     assert result.outcome is Outcome.CANCELLED and result.exit_status == 15
     assert time.monotonic() - started < 2
 
     proc = await TaskProcess.spawn(["sleep", "60"], dict(os.environ))
-    stop = asyncio.Event()
+    stop = event()
     asyncio.get_running_loop().call_later(0.2, stop.set)
-    result = await supervise(proc, deadline=time.monotonic() + 30, stop=stop, cancel=asyncio.Event())
+    result = await supervise(proc, deadline=time.monotonic() + 30, stop=stop, cancel=event())
     assert result.outcome is Outcome.STOPPED and result.exit_status == 9
 
 

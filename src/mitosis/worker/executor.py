@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mitosis.wire.models import ResourceLimits
+from mitosis.worker.wakeup import wait_any
 
 ENV_PROGRAM = "/usr/bin/env"
 TERM_GRACE_SECONDS = 10.0
@@ -199,6 +200,9 @@ class _PidfdChild:
     async def wait(self) -> int:
         return await asyncio.shield(self._exited)
 
+    def exit_future(self) -> asyncio.Future[int]:
+        return self._exited
+
 
 def _posix_spawn(
     program: str, args: Sequence[str], env: Mapping[str, str], fds: tuple[int, int, int]
@@ -269,6 +273,12 @@ class TaskProcess:
     def returncode(self) -> int | None:
         return self._proc.returncode
 
+    def exit_future(self) -> asyncio.Future[int]:
+        """A future of the leader's returncode (not to be cancelled: it may be the child's own)."""
+        if isinstance(self._proc, _PidfdChild):
+            return self._proc.exit_future()
+        return asyncio.ensure_future(self._proc.wait())
+
     def _signal_group(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)
@@ -312,24 +322,12 @@ async def supervise(
 ) -> ExecResult:
     """Wait for the process, racing the timeout (``deadline`` on the monotonic clock), a user
     cancellation and a worker stop. Stop wins over everything, then the process exit."""
-    exited = asyncio.ensure_future(proc.wait())
-    stopped = asyncio.ensure_future(stop.wait())
-    cancelled = asyncio.ensure_future(cancel.wait())
-    try:
-        await asyncio.wait(
-            {exited, stopped, cancelled},
-            timeout=max(0.0, deadline - time.monotonic()),
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-    finally:
-        stopped.cancel()
-        cancelled.cancel()
+    exited = proc.exit_future()
+    await wait_any((exited,), (stop, cancel), timeout=deadline - time.monotonic())
     if stop.is_set():
-        exited.cancel()
         return ExecResult(Outcome.STOPPED, await proc.kill())
     if exited.done():
-        return ExecResult(Outcome.FINISHED, exited.result())
-    exited.cancel()
+        return ExecResult(Outcome.FINISHED, await proc.wait())
     if cancel.is_set():
         return ExecResult(Outcome.CANCELLED, await proc.terminate(cancel_grace, stop))
     if on_timeout is not None:

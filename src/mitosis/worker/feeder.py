@@ -40,6 +40,7 @@ from mitosis.wire.models import (
     WorkerTaskResp,
 )
 from mitosis.worker.api import ApiError, Backoff, CoordinatorApi, TransientError
+from mitosis.worker.wakeup import Flag, wait_any
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class Feeder:
         self._done: list[_Pending] = []
         self._done_since: float | None = None
         self._release: list[int] = []
-        self._wake = asyncio.Event()
+        self._wake = Flag()
         self._ready = asyncio.Event()
         self.unsupported = False
 
@@ -263,12 +264,7 @@ class Feeder:
         if self.running is not None and self.queue:
             deadlines.append(self.running_since + self.short)
         timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-        waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(self.stop.wait())]
-        try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waiters:
-                w.cancel()
+        await wait_any((), (self._wake, self.stop), timeout)
 
     async def _send(self, request: _Request) -> WorkerBatchResp | None:
         """Send one batch; None when a stop cut a long-poll short (it carried nothing to lose)."""

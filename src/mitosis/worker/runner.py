@@ -82,6 +82,7 @@ from mitosis.worker.livelog import LogStreamer
 from mitosis.worker.packing import pack_dir, pack_std_log
 from mitosis.worker.resources import RESOURCE_PHASE_SECONDS, fetch_resources
 from mitosis.worker.taskdirs import TaskDirs, survey
+from mitosis.worker.wakeup import Flag
 from mitosis.worker.watch import redis_url_for_client, wait_until_reached
 from mitosis.worker.watchdog import Watchdog
 
@@ -151,7 +152,7 @@ class Worker:
         self.settings = settings
         self.api = api or CoordinatorApi(settings.coordinator_addr)
         self.interactive = interactive
-        self.stop_event = asyncio.Event()
+        self.stop_event = Flag()
         self.forced_exit = False
         self.failed = False
         self.worker_id: UUID | None = None
@@ -489,7 +490,7 @@ class Worker:
         if self._dirs is None:
             self._dirs = TaskDirs(self.work_dir)
         task_dir = self._dirs.create(str(task.uuid))
-        cancel = asyncio.Event()
+        cancel = Flag()
         self._cancels[task.id] = cancel
         # The signals long-poll starts only for a task still running after SIGNALS_DELAY: most
         # short tasks are over by then (a cancel requested meanwhile is answered by its first poll).
@@ -557,12 +558,13 @@ class Worker:
         # Phase C: run the process.
         timeout = task.timeout.total_seconds()
         await self._announce(task.uuid, _X.ExecPending, int(timeout) + 60)
+        root = str(task_dir)  # plain string joins: this runs for every task
         mito = {
-            "MITO_RESULT_DIR": str(task_dir / "result"),
-            "MITO_EXEC_DIR": str(task_dir / "exec"),
-            "MITO_RESOURCE_DIR": str(task_dir / "resource"),
+            "MITO_RESULT_DIR": root + "/result",
+            "MITO_EXEC_DIR": root + "/exec",
+            "MITO_RESOURCE_DIR": root + "/resource",
             "MITO_TASK_UUID": str(task.uuid),
-            "MITO_NEW_TASK": str(task_dir / "new_task.json"),
+            "MITO_NEW_TASK": root + "/new_task.json",
         }
         if task.upstream_task_uuid is not None:
             mito["MITO_UPSTREAM_TASK_UUID"] = str(task.upstream_task_uuid)
