@@ -42,6 +42,7 @@ def sizes(quick: bool) -> dict[str, Any]:
             "hb_workers": 200,
             "polls": 500,
             "scale_n": 1000,
+            "dispatch_reps": 1,
         }
     return {
         "n": 5000,
@@ -54,6 +55,7 @@ def sizes(quick: bool) -> dict[str, Any]:
         "hb_workers": 500,
         "polls": 1000,
         "scale_n": 5000,
+        "dispatch_reps": 3,
     }
 
 
@@ -77,7 +79,9 @@ async def main_async(args: argparse.Namespace, machine: dict[str, Any]) -> dict[
     out: dict[str, Any] = {"machine": machine, "quick": args.quick, "sizes": s, "results": {}}
     steps = {
         "sql": lambda t: sql_count.run(t, kinds),
-        "dispatch": lambda t: dispatch.run(t, n=s["n"], worker_counts=s["workers"], kinds=kinds),
+        "dispatch": lambda t: dispatch.run(
+            t, n=s["n"], worker_counts=s["workers"], kinds=kinds, reps=s["dispatch_reps"]
+        ),
         "celery": lambda t: celery_bench.run(
             t, n=s["n"], worker_counts=s["workers"], latency_n=s["latency_n"]
         ),
