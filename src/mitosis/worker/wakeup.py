@@ -49,7 +49,7 @@ async def wait_any(
     timeout: float | None = None,
 ) -> None:
     """Return when one of ``futures`` is done, one of ``events`` is set, or ``timeout`` seconds
-    passed, whichever comes first. Nothing is cancelled: the caller looks at what happened."""
+    passed, whichever comes first. Nothing the caller passed is cancelled: it looks at what happened."""
     loop = asyncio.get_running_loop()
     wake: asyncio.Future[None] = loop.create_future()
 
