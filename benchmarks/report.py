@@ -52,8 +52,9 @@ def render(doc: dict[str, Any]) -> str:
                 "coord CPU ms/task",
                 "worker CPU ms/task",
                 "exactly once",
+                "ratio of each round",
             ),
-            _row(*["---"] * 8),
+            _row(*["---"] * 9),
         ]
         for x in r["dispatch"]["runs"]:
             out.append(
@@ -65,7 +66,8 @@ def render(doc: dict[str, Any]) -> str:
                     x["ratio"],
                     x.get("coordinator_cpu_ms_per_task"),
                     x.get("worker_cpu_ms_per_task"),
-                    x["exactly_once"]["ok"],
+                    x.get("exactly_once_every_round", x["exactly_once"]["ok"]),
+                    " / ".join(str(y["ratio"]) for y in x.get("rounds", [])) or "-",
                 )
             )
         out.append("")
