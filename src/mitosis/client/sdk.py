@@ -111,21 +111,65 @@ def _page_bound(exc: InvalidRequestError, page: int) -> int:
 
 
 class _Merged(Generic[Row]):
-    """The rows of a paged read so far: where the next page starts, and whether this was the last."""
+    """The rows of a paged read so far: where the next page starts, and whether this was the last.
+
+    0.6.8 pages by offset only. Rows that leave the result while it is read (a task that stops
+    matching a state filter, an attachment deleted) move every later row up, and a row could slip
+    from the start of the next page into the part already read. So each page after the first
+    starts ``overlap`` rows before the end of the one before; when none of those rows was seen
+    already, rows moved up by at least that much and the page is read again from further back
+    (up to :data:`MAX_BACKOFFS` times, then the read goes on as it is). Rows are listed once, in
+    the coordinator's order."""
+
+    MAX_BACKOFFS = 3
 
     def __init__(self, offset: int | None) -> None:
-        self.offset = offset or 0
+        self.start = offset or 0
+        self.offset = self.start
         self.rows: list[Row] = []
+        self._order: list[object] = []
         self._seen: set[object] = set()
+        self._first = True
+        self._backoffs = 0
+
+    @staticmethod
+    def overlap(page: int) -> int:
+        return page // 10 if page >= 10 else min(1, page - 1)
 
     def add(self, page_rows: list[Row], page: int) -> bool:
-        for row in page_rows:
-            ident = row.uuid if isinstance(row, m.TaskQueryInfo) else row.key
+        idents = [row.uuid if isinstance(row, m.TaskQueryInfo) else row.key for row in page_rows]
+        overlap = self.overlap(page)
+        head = idents[:overlap]
+        moved_up = (
+            not self._first
+            and bool(head)
+            and not any(ident in self._seen for ident in head)
+            and self.offset > self.start
+        )
+        if moved_up and self._backoffs < self.MAX_BACKOFFS:
+            # Read it again from further back; its rows are taken then, after rows already seen.
+            self._backoffs += 1
+            self.offset = max(self.start, self.offset - max(overlap, 1) * 2**self._backoffs)
+            return False
+        previous: object = None
+        for ident, row in zip(idents, page_rows, strict=True):
             if ident not in self._seen:
                 self._seen.add(ident)
-                self.rows.append(row)
-        self.offset += page
-        return len(page_rows) < page
+                if previous is None or previous == self._order[-1]:
+                    self.rows.append(row)
+                    self._order.append(ident)
+                else:
+                    # A row that had slipped back: it goes after the row it follows in this page.
+                    at = self._order.index(previous) + 1
+                    self.rows.insert(at, row)
+                    self._order.insert(at, ident)
+            previous = ident
+        self._first = False
+        self._backoffs = 0
+        if len(page_rows) < page:
+            return True
+        self.offset += page - overlap
+        return False
 
 
 class _Base:
@@ -441,7 +485,7 @@ class MitoClient(_Base):
         self, group: str, key: str | None = None, offset: int | None = None, page: int = QUERY_PAGE
     ) -> m.AttachmentsQueryResp:
         """Every attachment of ``group`` whose key contains ``key``, from ``offset`` on, read in
-        pages of ``page`` rows (in key order)."""
+        pages of ``page`` rows (in key order), overlapping as :meth:`query_all_tasks`' do."""
         merged: _Merged[m.AttachmentQueryInfo] = _Merged(offset)
         while True:
             try:
@@ -533,7 +577,9 @@ class MitoClient(_Base):
 
     def query_all_tasks(self, req: m.TasksQueryReq | None = None, page: int = QUERY_PAGE) -> m.TasksQueryResp:
         """Every task matching ``req`` from its ``offset`` on (its ``limit`` is ignored), read in
-        pages of ``page`` rows, newest first; a task listed twice while pages shift appears once."""
+        pages of ``page`` rows, newest first. Pages overlap, so a task that matches throughout
+        the read is listed, and listed once, even when others stop matching meanwhile
+        (:class:`_Merged`)."""
         base = req or m.TasksQueryReq()
         merged: _Merged[m.TaskQueryInfo] = _Merged(base.offset)
         while True:
