@@ -72,6 +72,18 @@ def test_rows_leaving_the_result_do_not_hide_the_ones_that_stay() -> None:
     assert len(got) == len(set(got))  # none twice
 
 
+def test_rows_leaving_past_the_end_of_the_result() -> None:
+    server = [_task(i) for i in range(40)]
+
+    def leave(n: int) -> None:
+        if n == 2:  # after the second page, 15 rows already read stop matching
+            del server[5:20]
+
+    rows, _ = _read_all(server, 20, leave)
+    # The third page would start at 36, past the 25 rows left: the read goes back, not home.
+    assert [r.task_id for r in rows] == list(range(40))
+
+
 def test_rows_arriving_at_the_top_are_not_listed_twice() -> None:
     server = [_task(i) for i in range(50)]
     fresh = itertools.count(1000)

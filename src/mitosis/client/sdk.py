@@ -140,11 +140,12 @@ class _Merged(Generic[Row]):
         idents = [row.uuid if isinstance(row, m.TaskQueryInfo) else row.key for row in page_rows]
         overlap = self.overlap(page)
         head = idents[:overlap]
+        # An empty page counts too: the rows after the last page may have moved up past the end.
         moved_up = (
             not self._first
-            and bool(head)
-            and not any(ident in self._seen for ident in head)
+            and overlap > 0
             and self.offset > self.start
+            and not any(ident in self._seen for ident in head)
         )
         if moved_up and self._backoffs < self.MAX_BACKOFFS:
             # Read it again from further back; its rows are taken then, after rows already seen.
