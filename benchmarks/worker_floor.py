@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mitosis.worker.executor import TaskProcess, supervise, task_env
+from mitosis.worker.executor import TaskProcess, mito_env, supervise, task_env
 from mitosis.worker.taskdirs import TaskDirs, survey
 from mitosis.worker.wakeup import Flag
 
@@ -47,15 +47,7 @@ async def _loop(n: int, *, with_tree: bool, work: Path) -> dict[str, Any]:
         tree = None
         if with_tree:
             tree = dirs.create(f"task-{i}")
-            root = str(tree)
-            mito = {
-                "MITO_RESULT_DIR": root + "/result",
-                "MITO_EXEC_DIR": root + "/exec",
-                "MITO_RESOURCE_DIR": root + "/resource",
-                "MITO_TASK_UUID": f"task-{i}",
-                "MITO_NEW_TASK": root + "/new_task.json",
-            }
-            env = task_env(base, {}, mito)
+            env = task_env(base, {}, mito_env(str(tree), f"task-{i}"))
         proc = await TaskProcess.spawn(["/bin/true"], env)
         result = await supervise(proc, deadline=time.monotonic() + 60, stop=stop, cancel=Flag())
         if result.exit_status != 0:

@@ -127,45 +127,43 @@ class _Merged(Generic[Row]):
         self.start = offset or 0
         self.offset = self.start
         self.rows: list[Row] = []
-        self._order: list[object] = []
         self._seen: set[object] = set()
-        self._first = True
         self._backoffs = 0
+
+    @staticmethod
+    def ident(row: Row) -> object:
+        return row.uuid if isinstance(row, m.TaskQueryInfo) else row.key
 
     @staticmethod
     def overlap(page: int) -> int:
         return page // 10 if page >= 10 else min(1, page - 1)
 
     def add(self, page_rows: list[Row], page: int) -> bool:
-        idents = [row.uuid if isinstance(row, m.TaskQueryInfo) else row.key for row in page_rows]
+        idents = [self.ident(row) for row in page_rows]
         overlap = self.overlap(page)
-        head = idents[:overlap]
-        # An empty page counts too: the rows after the last page may have moved up past the end.
+        # Only a page after the first starts past ``start``. An empty one counts too: the rows
+        # after the last page may have moved up past the end.
         moved_up = (
-            not self._first
-            and overlap > 0
+            overlap > 0
             and self.offset > self.start
-            and not any(ident in self._seen for ident in head)
+            and not any(ident in self._seen for ident in idents[:overlap])
         )
         if moved_up and self._backoffs < self.MAX_BACKOFFS:
             # Read it again from further back; its rows are taken then, after rows already seen.
             self._backoffs += 1
-            self.offset = max(self.start, self.offset - max(overlap, 1) * 2**self._backoffs)
+            self.offset = max(self.start, self.offset - overlap * 2**self._backoffs)
             return False
         previous: object = None
         for ident, row in zip(idents, page_rows, strict=True):
             if ident not in self._seen:
                 self._seen.add(ident)
-                if previous is None or previous == self._order[-1]:
+                if previous is None or previous == self.ident(self.rows[-1]):
                     self.rows.append(row)
-                    self._order.append(ident)
                 else:
                     # A row that had slipped back: it goes after the row it follows in this page.
-                    at = self._order.index(previous) + 1
-                    self.rows.insert(at, row)
-                    self._order.insert(at, ident)
+                    at = next(i for i, seen in enumerate(self.rows) if self.ident(seen) == previous)
+                    self.rows.insert(at + 1, row)
             previous = ident
-        self._first = False
         self._backoffs = 0
         if len(page_rows) < page:
             return True

@@ -75,6 +75,20 @@ def task_env(
     return env
 
 
+def mito_env(task_dir: str, task_uuid: str, upstream_uuid: str | None = None) -> dict[str, str]:
+    """The ``MITO_*`` variables of a task run in ``task_dir`` (plain string joins: once per task)."""
+    mito = {
+        "MITO_RESULT_DIR": task_dir + "/result",
+        "MITO_EXEC_DIR": task_dir + "/exec",
+        "MITO_RESOURCE_DIR": task_dir + "/resource",
+        "MITO_TASK_UUID": task_uuid,
+        "MITO_NEW_TASK": task_dir + "/new_task.json",
+    }
+    if upstream_uuid is not None:
+        mito["MITO_UPSTREAM_TASK_UUID"] = upstream_uuid
+    return mito
+
+
 def _has_pidfd() -> bool:
     try:
         os.close(os.pidfd_open(os.getpid()))

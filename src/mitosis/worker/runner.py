@@ -76,7 +76,14 @@ from mitosis.worker.api import (
     TransientError,
     retrying,
 )
-from mitosis.worker.executor import Outcome, TaskProcess, install_child_watcher, supervise, task_env
+from mitosis.worker.executor import (
+    Outcome,
+    TaskProcess,
+    install_child_watcher,
+    mito_env,
+    supervise,
+    task_env,
+)
 from mitosis.worker.feeder import BatchUnsupported, Feeder
 from mitosis.worker.livelog import LogStreamer
 from mitosis.worker.packing import pack_dir, pack_std_log
@@ -558,16 +565,8 @@ class Worker:
         # Phase C: run the process.
         timeout = task.timeout.total_seconds()
         await self._announce(task.uuid, _X.ExecPending, int(timeout) + 60)
-        root = str(task_dir)  # plain string joins: this runs for every task
-        mito = {
-            "MITO_RESULT_DIR": root + "/result",
-            "MITO_EXEC_DIR": root + "/exec",
-            "MITO_RESOURCE_DIR": root + "/resource",
-            "MITO_TASK_UUID": str(task.uuid),
-            "MITO_NEW_TASK": root + "/new_task.json",
-        }
-        if task.upstream_task_uuid is not None:
-            mito["MITO_UPSTREAM_TASK_UUID"] = str(task.upstream_task_uuid)
+        upstream = str(task.upstream_task_uuid) if task.upstream_task_uuid is not None else None
+        mito = mito_env(str(task_dir), str(task.uuid), upstream)
         stdout = task_dir / "stdout.log" if spec.terminal_output else None
         stderr = task_dir / "stderr.log" if spec.terminal_output else None
         proc = await TaskProcess.spawn(
