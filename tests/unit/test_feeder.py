@@ -143,6 +143,37 @@ async def test_prefetch_one_never_claims_ahead() -> None:
     await asyncio.wait_for(loop, 5)
 
 
+def hand_out_at_most(limit: int, api: FakeApi) -> Callable[[WorkerBatchReq], WorkerBatchResp]:
+    """A coordinator with only ``limit`` tasks left to give."""
+
+    def reply(req: WorkerBatchReq) -> WorkerBatchResp:
+        return api.hand_out(req.model_copy(update={"fetch": min(req.fetch, limit)}))
+
+    return reply
+
+
+async def test_a_short_claim_stops_claiming_ahead_until_the_task_ends() -> None:
+    api, stop = FakeApi(), asyncio.Event()
+    f = make(api, stop, short=5.0)
+    f.last_short = True  # tasks are short: the feeder would claim ahead
+    api.replies = [hand_out_at_most(1, api)]
+    loop = asyncio.create_task(f.run())
+    first = await asyncio.wait_for(f.next_task(), 5)
+    assert [r.fetch for r in api.requests] == [8] and f.dry
+    # The queue ran dry: while the task runs, nobody asks for more (the old feeder asked again
+    # at once, and again after each empty answer, for as long as the task stayed short).
+    await asyncio.sleep(0.1)
+    await settle()
+    assert len(api.requests) == 1
+    f.complete(first.id, "Finish", OK)
+    f.ended(first)
+    second = await asyncio.wait_for(f.next_task(), 5)
+    assert [d.id for d in api.requests[1].done] == [first.id] and api.requests[1].fetch == 8
+    assert second.id == 2 and len(f.queue) == 7 and not f.dry  # a full answer: there may be more
+    stop.set()
+    await asyncio.wait_for(loop, 5)
+
+
 async def test_a_failed_exchange_keeps_its_results_for_the_next_one() -> None:
     api, stop = FakeApi(), asyncio.Event()
     f = make(api, stop)

@@ -8,7 +8,10 @@ beside the task loop and, in one request at a time:
   :data:`FLUSH_AFTER` seconds of the first of them;
 * claims tasks: one when idle (long-polling), and, while tasks are *short* (the last one ended
   within ``prefetch_short``), up to ``prefetch`` ahead so that the next task starts without a round
-  trip; the queue is topped up when it is half empty;
+  trip; the queue is topped up when it is half empty. A claim that comes back short of what it
+  asked for means the queue ran dry: no more is claimed ahead until the running task ends (asking
+  again and again while it runs would cost the coordinator and the database a claim each time,
+  and take CPU from the task itself);
 * gives back (``release``) the tasks claimed ahead as soon as the running one has taken longer than
   ``prefetch_short``: a long task never holds others back from idle workers for longer than that;
 * tells the coordinator what it holds, so a claim whose answer was lost goes back to Ready, and
@@ -94,6 +97,8 @@ class Feeder:
         self.running: WorkerTaskResp | None = None
         self.running_since = 0.0
         self.last_short = False
+        self.dry = False
+        """The last claim got fewer tasks than it asked for: none is claimed ahead until a task ends."""
         self._done: list[_Pending] = []
         self._done_since: float | None = None
         self._release: list[int] = []
@@ -136,6 +141,7 @@ class Feeder:
         if self.running is not None and self.running.id == task.id:
             self.last_short = time.monotonic() - self.running_since < self.short
             self.running = None
+        self.dry = False
         self._wake.set()
 
     def complete(
@@ -244,7 +250,7 @@ class Feeder:
                 return self._build(fetch=depth, wait=None, holding=[])
             return self._build(fetch=depth, wait=self.long_poll, holding=[])
         fetch = 0
-        ahead = depth > 1 and (not busy or now - self.running_since < self.short)
+        ahead = depth > 1 and not self.dry and (not busy or now - self.running_since < self.short)
         if ahead and len(self.queue) <= depth // 2:
             fetch = depth - len(self.queue)
         # Results ride along with the refills; on their own only when many or old.
@@ -300,6 +306,8 @@ class Feeder:
             if pending.done.id not in refused and pending.on_committed is not None:
                 await pending.on_committed()
         self.queue.extend(resp.tasks)
+        if request.req.fetch:
+            self.dry = len(resp.tasks) < request.req.fetch
         for task_id in resp.lost:
             self._drop(task_id, cancelled=False)
         for task_id in resp.cancel:
