@@ -276,3 +276,120 @@ def test_long_poll_returns_when_a_task_arrives(lab: Lab) -> None:
     thread.join(timeout=30)
     assert [t["uuid"] for t in out["resp"]["tasks"]] == [uuid]
     assert 0.4 < out["held"] < 15
+
+
+# Hand-offs (PostgreSQL): a single submission gives its task straight to a worker parked in a
+# long-poll of this coordinator, in the submission's own statement. SQLite wakes the waiter, which
+# claims it: what the worker, the task, the worker row and the event log show must be the same.
+
+
+def _long_poll(lab: Lab, worker: httpx.Client, out: dict[str, Any], **body: Any) -> threading.Thread:
+    def poll() -> None:
+        out["resp"] = batch(worker, **{"fetch": 4, "wait": "20s", "holding": [], **body})
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    time.sleep(0.5)  # the worker is parked now
+    return thread
+
+
+def _submit_one(lab: Lab, **extra: Any) -> str:
+    body = {"group_name": lab.user, "timeout": "1m", "task_spec": {"args": ["echo", "hi"]}, **extra}
+    r = lab.client.post("/tasks", json=body)
+    assert r.status_code == 200, r.text
+    return str(r.json()["uuid"])
+
+
+@pytest.fixture
+def statements(lab: Lab) -> Iterator[list[str]]:
+    """The statements the coordinator sends through its hot-path connector (PostgreSQL) meanwhile."""
+    from mitosis.coordinator.db import raw
+
+    sent: list[str] = []
+
+    def observe(sql: str, _args: tuple[Any, ...]) -> None:
+        sent.append(sql)
+
+    raw.observers.append(observe)
+    try:
+        yield sent
+    finally:
+        raw.observers.remove(observe)
+
+
+def test_a_parked_worker_gets_a_submission_directly(lab: Lab, statements: list[str]) -> None:
+    out: dict[str, Any] = {}
+    thread = _long_poll(lab, lab.worker, out)
+    statements.clear()
+    uuid = _submit_one(lab, labels=["x"])
+    thread.join(timeout=30)
+    meanwhile = list(statements)
+    [task] = out["resp"]["tasks"]
+    assert task["uuid"] == uuid and task["spec"]["args"] == ["echo", "hi"] and task["timeout"] == "1m"
+    info = lab.info(uuid)
+    assert info["state"] == "Running" and info["labels"] == ["x"]
+    workers = lab.client.post("/workers/query", json={"group_name": lab.user}).json()["workers"]
+    assert [w["assigned_task_id"] for w in workers] == [uuid]
+    assert [e["state"] for e in lab.events(uuid)] == ["Ready", "Running"]
+    if lab.coord.db_url.startswith("postgresql"):
+        # The submission's statement took the task to the worker: no claim ran after it.
+        assert any("INSERT INTO active_tasks" in sql for sql in meanwhile), meanwhile
+        assert not any("SKIP LOCKED" in sql for sql in meanwhile), meanwhile
+    # The task runs and ends like any other.
+    done = [{"id": task["id"], "op": "Finish", "result": OK}]
+    assert batch(lab.worker, done=done, holding=[])["refused"] == []
+    assert lab.info(uuid)["state"] == "Finished"
+
+
+def test_a_task_the_parked_worker_may_not_run_stays_ready_for_one_that_may(lab: Lab) -> None:
+    out: dict[str, Any] = {}
+    thread = _long_poll(lab, lab.worker, out, wait="2s")
+    uuid = _submit_one(lab, tags=["gpu"])  # lab.worker has no tags
+    thread.join(timeout=30)
+    assert out["resp"]["tasks"] == []
+    info = lab.info(uuid)
+    assert info["state"] == "Ready"
+    gpu = lab.register(tags=["gpu"])
+    try:
+        assert [t["uuid"] for t in batch(gpu, fetch=1, holding=[])["tasks"]] == [uuid]
+    finally:
+        gpu.close()
+    assert [e["state"] for e in lab.events(uuid)] == ["Ready", "Running"]
+
+
+def test_the_classic_long_poll_gets_a_submission_directly(lab: Lab) -> None:
+    out: dict[str, Any] = {}
+
+    def poll() -> None:
+        r = lab.worker.get("/workers/tasks", params={"wait": "20s"})
+        out["status"], out["body"] = r.status_code, r.json()
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    time.sleep(0.5)
+    uuid = _submit_one(lab)
+    thread.join(timeout=30)
+    assert out["status"] == 200 and out["body"]["uuid"] == uuid
+    assert lab.info(uuid)["state"] == "Running"
+
+
+def test_a_task_handed_to_a_worker_that_hung_up_goes_back_to_ready(lab: Lab) -> None:
+    hasty = lab.coord.client(lab.worker.headers["Authorization"].removeprefix("Bearer "))
+    hasty.timeout = httpx.Timeout(0.3)
+
+    def poll() -> None:
+        with pytest.raises(httpx.TimeoutException):
+            hasty.post("/workers/batch", json={"fetch": 1, "wait": "20s", "holding": []})
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    thread.join(timeout=10)
+    # The coordinator has not noticed yet (it looks once a second): the submission reaches the
+    # parked request of a worker that is gone, which must give the task back, not keep it.
+    uuid = _submit_one(lab)
+    deadline = time.monotonic() + 10
+    while lab.info(uuid)["state"] != "Ready" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lab.info(uuid)["state"] == "Ready"
+    assert [t["uuid"] for t in batch(lab.worker, fetch=1, holding=[])["tasks"]] == [uuid]
+    hasty.close()

@@ -1,8 +1,15 @@
-"""Wake-ups for long-polls: in-process events, and PostgreSQL LISTEN/NOTIFY between coordinators.
+r"""Wake-ups for long-polls: in-process events, and PostgreSQL LISTEN/NOTIFY between coordinators.
 
 A waiter takes the channel's current event *before* it looks at the database and then waits on it,
 so a notification that lands between the look and the wait is never lost. Notifications carry no
 data that matters: the database stays the source of truth and waiters always look again.
+
+The one exception is a *hand-off*: a task waiter parked in this process may be given a task a
+submission assigned to its worker in the submission's own statement (see
+``services.tasks.submit_with_token``), which saves the idle worker the claim's round trip to the
+database. The submitter first reserves the waiter (:meth:`Notifier.reserve`: no wake-up, timeout
+or shutdown can then end its wait without an answer), runs the statement, and always answers: the
+task, or ``0`` ("look again") when the worker could not take it.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +40,25 @@ def submitted_payload(count: int) -> str:
     return f"{count}@{ORIGIN}"
 
 
+@dataclass(frozen=True)
+class Parked:
+    """What a parked task waiter can take directly: a task for this worker (database id)."""
+
+    worker_db_id: int
+    keep_assigned: bool
+
+
+Ticket = asyncio.Future[Any]
+"""A task waiter's place in line: resolved with its remaining hops (an ``int``) when woken, or with
+what a submission handed to it."""
+
+
 class Notifier:
     def __init__(self) -> None:
         self._events: dict[str, asyncio.Event] = {ch: asyncio.Event() for ch in CHANNELS}
-        self._line: collections.deque[asyncio.Future[int]] = collections.deque()
+        self._line: collections.deque[Ticket] = collections.deque()
+        self._parked: dict[Ticket, Parked] = {}
+        self._reserved: set[Ticket] = set()
         self.closing = False
         self._listener: asyncio.Task[None] | None = None
         self._pg_dsn: str | None = None
@@ -47,18 +71,39 @@ class Notifier:
     # wake on to the next one (see services/workers.fetch). With 500 idle workers a submission thus
     # costs a handful of claim queries instead of 500.
 
-    def ticket(self) -> asyncio.Future[int]:
+    def ticket(self) -> Ticket:
         """Join the line of task waiters (before looking at the database, so no wake is missed)."""
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        fut: Ticket = asyncio.get_running_loop().create_future()
         self._line.append(fut)
         return fut
 
     @staticmethod
-    def leave(fut: asyncio.Future[int]) -> None:
+    def leave(fut: Ticket) -> None:
         if not fut.done():
             fut.cancel()  # dropped lazily from the line by offer()
 
-    def offer(self, count: int, *, hops: int | None = None, skip: asyncio.Future[int] | None = None) -> None:
+    def reserve(self) -> tuple[Ticket, Parked] | None:
+        """The oldest waiter parked in :meth:`wait_ticket` that can take a task directly, taken out
+        of the line for a hand-off; the caller must :meth:`answer` it, whatever happens."""
+        while self._line and self._line[0].done():
+            self._line.popleft()
+        for fut in self._line:
+            parked = self._parked.get(fut)
+            if parked is not None and not fut.done():
+                self._line.remove(fut)
+                del self._parked[fut]
+                self._reserved.add(fut)
+                return fut, parked
+        return None
+
+    def answer(self, fut: Ticket, handed: object) -> None:
+        """End a reservation: ``handed`` is the task given to the waiter, or ``0`` to make it look
+        again (the submission was not its to take)."""
+        self._reserved.discard(fut)
+        if not fut.done():
+            fut.set_result(handed)
+
+    def offer(self, count: int, *, hops: int | None = None, skip: Ticket | None = None) -> None:
         """``count`` tasks became runnable: wake that many waiters, oldest first.
 
         Each woken waiter may pass its turn on ``hops`` more times (default: once around the
@@ -79,22 +124,36 @@ class Notifier:
             self._line.appendleft(kept)
 
     async def wait_ticket(
-        self, fut: asyncio.Future[int], timeout: float, gone: Callable[[], Awaitable[bool]] | None = None
-    ) -> int | None:
-        """Wait for this waiter's turn (its remaining hops) or the timeout (None); ``gone`` checked
-        every second."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not self.closing:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            try:
-                return await asyncio.wait_for(asyncio.shield(fut), min(remaining, 1.0) if gone else remaining)
-            except TimeoutError:
-                if gone is not None and await gone():
-                    return None
-        return fut.result() if fut.done() and not fut.cancelled() else None
+        self,
+        fut: Ticket,
+        timeout: float,
+        gone: Callable[[], Awaitable[bool]] | None = None,
+        parked: Parked | None = None,
+    ) -> Any:
+        """Wait for this waiter's turn (its remaining hops), a task handed to it (only with
+        ``parked``: what it can take), or the timeout (None); ``gone`` checked every second."""
+        if parked is not None and not fut.done():
+            self._parked[fut] = parked
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while not self.closing:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    return await asyncio.wait_for(
+                        asyncio.shield(fut), min(remaining, 1.0) if gone else remaining
+                    )
+                except TimeoutError:
+                    if gone is not None and await gone():
+                        break
+            if fut in self._reserved:
+                # A submission is handing this waiter a task right now: its answer is never dropped.
+                return await fut
+            return fut.result() if fut.done() and not fut.cancelled() else None
+        finally:
+            self._parked.pop(fut, None)
 
     def wake(self, channel: str) -> None:
         """Wake every waiter of ``channel`` (for task waiters: something other than a submission

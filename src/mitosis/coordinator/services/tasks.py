@@ -50,9 +50,10 @@ from mitosis.coordinator.services.common import (
     require_role,
     role_in_group,
 )
+from mitosis.coordinator.services.scheduler import Claimed
 from mitosis.wire import models as m
 from mitosis.wire.codecs import parse_number_filter
-from mitosis.wire.enums import ArtifactContentType, Role, TaskResultMessage, TaskState, UserState
+from mitosis.wire.enums import ArtifactContentType, Role, TaskResultMessage, TaskState, UserState, WorkerState
 from mitosis.wire.keys import attachment_key_problem
 
 USER_CANCELLATION = {"exit_status": 0, "msg": TaskResultMessage.UserCancellation.value}
@@ -186,24 +187,50 @@ _PG_SUBMIT_ONE = f"""
             SELECT 1 FROM user_group ug
             WHERE ug.user_id = u.id AND ug.group_id = groups.id AND ug.role >= {Role.Write.code}))
         RETURNING groups.id, group_name, task_count, u.id AS creator_id),
+    taker AS (
+        SELECT wk.id FROM g, workers wk JOIN users wu ON wu.id = wk.creator_id
+        WHERE wk.id = $12 AND wk.state = {WorkerState.Normal.code} AND wu.state = {UserState.Active.code}
+          AND $6::text[] <@ wk.tags
+          AND EXISTS (SELECT 1 FROM group_worker gw
+                      WHERE gw.worker_id = wk.id AND gw.group_id = g.id AND gw.role >= {Role.Write.code})),
     ins AS (
         INSERT INTO active_tasks (creator_id, group_id, task_id, uuid, tags, labels, created_at,
-                                  updated_at, state, timeout, priority, spec, cancel_requested)
+                                  updated_at, state, timeout, priority, spec, cancel_requested,
+                                  assigned_worker)
         SELECT g.creator_id, g.id, g.task_count, $5::uuid, $6::text[], $7::text[], $1::timestamptz,
-               $1::timestamptz, {TaskState.Ready.code}, $8::bigint, $9::int, $10::json, false
-        FROM g
-        RETURNING task_id),
+               $1::timestamptz,
+               CASE WHEN taker.id IS NULL THEN {TaskState.Ready.code} ELSE {TaskState.Running.code} END,
+               $8::bigint, $9::int, $10::json, false, taker.id
+        FROM g LEFT JOIN taker ON true
+        RETURNING id, task_id, group_id, assigned_worker),
+    assigned AS (
+        UPDATE workers SET updated_at = $1, assigned_task_id = CASE WHEN $13::boolean
+            THEN COALESCE(workers.assigned_task_id, ins.id) ELSE ins.id END
+        FROM ins WHERE workers.id = ins.assigned_worker),
     logged AS (
         INSERT INTO events (created_at, kind, groups, task_uuid, worker_uuid, state, labels, data)
-        SELECT $1::timestamptz, 'task', ARRAY[g.group_name], $5::uuid, NULL, '{TaskState.Ready.value}',
-               $7::text[], NULL FROM g)
-    SELECT ins.task_id, pg_notify('{TASKS}', $11) FROM ins
+        SELECT $1::timestamptz, 'task', ARRAY[g.group_name], $5::uuid, NULL, s.state, $7::text[], NULL
+        FROM g, ins, (VALUES (1, '{TaskState.Ready.value}'), (2, '{TaskState.Running.value}')) AS s(step, state)
+        WHERE s.step = 1 OR ins.assigned_worker IS NOT NULL
+        ORDER BY s.step),
+    woken AS (
+        SELECT pg_notify('{TASKS}', $11) FROM ins WHERE ins.assigned_worker IS NULL)
+    SELECT ins.id, ins.task_id, ins.group_id, ins.assigned_worker IS NOT NULL AS handed,
+           (SELECT count(*) FROM woken) AS notified
+    FROM ins
 """
 """One task submitted in one statement: the user is still active and, for a token's holder, the
 token's signature current (what ``auth.current_user`` checks; ``$4`` NULL for a caller already
 authenticated otherwise), the user may write to the group, the group's task counter, the task, its
 event and the wake-up. No row means one of the checks failed: the caller then goes the long way
-round, which says which."""
+round, which says which.
+
+With ``$12`` a worker parked in a long-poll here (``$13``: whether a task it already runs stays its
+current one), the task goes straight to that worker when the worker may run it (the checks of
+``scheduler.claim``: a Normal worker of an Active user, Write on the group, the task's tags among
+its own): Running and assigned, the worker pointed at it, a Running event after the Ready one, and
+no NOTIFY (no other coordinator's waiter has anything to look for). Otherwise ``$12`` changes
+nothing."""
 
 
 # PostgreSQL: a batch of tasks and their events, each in one statement over arrays (the rows of a
@@ -279,25 +306,48 @@ async def submit_with_token(
     except errors.ApiError:
         return None
     task_uuid = uuid.uuid4()
-    async with raw.connection(engine) as pg:
-        task_id = await pg.fetchval(
-            _PG_SUBMIT_ONE,
-            now(),
-            req.group_name,
-            username,
-            signature,
-            task_uuid,
-            list(req.tags),
-            list(req.labels),
-            int(req.timeout.total_seconds()),
-            req.priority,
-            json.dumps(spec_json(req.task_spec)),
-            submitted_payload(1),
-        )
-    if task_id is None:
+    spec = spec_json(req.task_spec)
+    # An idle worker of this coordinator gets the task in this statement if it may run it (a
+    # hand-off): no wake-up, claim and second commit between the submission and the worker.
+    waiter = notifier.reserve()
+    handed: object = 0
+    try:
+        async with raw.connection(engine) as pg:
+            row = await pg.fetchrow(
+                _PG_SUBMIT_ONE,
+                now(),
+                req.group_name,
+                username,
+                signature,
+                task_uuid,
+                list(req.tags),
+                list(req.labels),
+                int(req.timeout.total_seconds()),
+                req.priority,
+                json.dumps(spec),
+                submitted_payload(1),
+                None if waiter is None else waiter[1].worker_db_id,
+                waiter is not None and waiter[1].keep_assigned,
+            )
+        if row is not None and row["handed"]:
+            handed = Claimed(
+                id=row["id"],
+                uuid=task_uuid,
+                timeout=int(req.timeout.total_seconds()),
+                upstream_task_uuid=None,
+                spec=spec,
+                labels=list(req.labels),
+                group_id=row["group_id"],
+                priority=req.priority,
+            )
+    finally:
+        if waiter is not None:
+            notifier.answer(waiter[0], handed)
+    if row is None:
         return None
-    notifier.offer(1)
-    return m.SubmitTaskResp(task_id=task_id, uuid=task_uuid)
+    if not row["handed"]:
+        notifier.offer(1)
+    return m.SubmitTaskResp(task_id=row["task_id"], uuid=task_uuid)
 
 
 async def submit(

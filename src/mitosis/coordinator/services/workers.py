@@ -33,7 +33,7 @@ from mitosis.coordinator.db.tables import (
     workers,
 )
 from mitosis.coordinator.events import log as events
-from mitosis.coordinator.events.notifier import SIGNALS, TASKS, Notifier
+from mitosis.coordinator.events.notifier import SIGNALS, TASKS, Notifier, Parked
 from mitosis.coordinator.services import bounds, scheduler
 from mitosis.coordinator.services.common import effective_group, now, role_in_group
 from mitosis.coordinator.services.tasks import (
@@ -306,7 +306,14 @@ async def claim_waiting(
         if remaining <= 0:
             notifier.leave(ticket)
             return []
-        turns = await notifier.wait_ticket(ticket, remaining, gone)
+        got = await notifier.wait_ticket(ticket, remaining, gone, Parked(worker.id, keep_assigned))
+        if isinstance(got, scheduler.Claimed):
+            # A submission assigned its task to this worker in its own statement (a hand-off).
+            if gone is not None and await gone():
+                await release(engine, notifier, worker, [got.id])
+                return []
+            return [got]
+        turns = got
         if turns is None:
             notifier.leave(ticket)
         if gone is not None and await gone():
