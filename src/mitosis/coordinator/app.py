@@ -193,16 +193,19 @@ def create_app(settings: CoordinatorSettings) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_body)
     app.add_middleware(metrics.MetricsMiddleware)
     errors.install_handlers(app)
-    # Worker-protocol paths first: `/workers/tasks` must never be read as `/workers/{uuid}`.
+    # Worker-protocol paths first: `/workers/tasks` must never be read as `/workers/{uuid}`. Then
+    # the tasks, the busiest area for users: a request is matched against the routes in this order,
+    # and each route tried costs a few microseconds (~0.17 ms for `POST /tasks` behind 45 others).
+    # No other router has a path a tasks route would shadow.
     for module in (
-        public,
         worker_protocol,
+        tasks,
+        public,
         logs,
         event_routes,
         workers,
         attachments,
         groups,
-        tasks,
         admin,
         blobs,
         metrics,
