@@ -283,9 +283,9 @@ def test_long_poll_returns_when_a_task_arrives(lab: Lab) -> None:
 # claims it: what the worker, the task, the worker row and the event log show must be the same.
 
 
-def _long_poll(lab: Lab, worker: httpx.Client, out: dict[str, Any], **body: Any) -> threading.Thread:
+def _long_poll(lab: Lab, out: dict[str, Any], **body: Any) -> threading.Thread:
     def poll() -> None:
-        out["resp"] = batch(worker, **{"fetch": 4, "wait": "20s", "holding": [], **body})
+        out["resp"] = batch(lab.worker, **{"fetch": 4, "wait": "20s", "holding": [], **body})
 
     thread = threading.Thread(target=poll)
     thread.start()
@@ -319,7 +319,7 @@ def statements(lab: Lab) -> Iterator[list[str]]:
 
 def test_a_parked_worker_gets_a_submission_directly(lab: Lab, statements: list[str]) -> None:
     out: dict[str, Any] = {}
-    thread = _long_poll(lab, lab.worker, out)
+    thread = _long_poll(lab, out)
     statements.clear()
     uuid = _submit_one(lab, labels=["x"])
     thread.join(timeout=30)
@@ -343,7 +343,7 @@ def test_a_parked_worker_gets_a_submission_directly(lab: Lab, statements: list[s
 
 def test_a_task_the_parked_worker_may_not_run_stays_ready_for_one_that_may(lab: Lab) -> None:
     out: dict[str, Any] = {}
-    thread = _long_poll(lab, lab.worker, out, wait="2s")
+    thread = _long_poll(lab, out, wait="2s")
     uuid = _submit_one(lab, tags=["gpu"])  # lab.worker has no tags
     thread.join(timeout=30)
     assert out["resp"]["tasks"] == []

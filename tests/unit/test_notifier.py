@@ -80,9 +80,9 @@ async def test_a_coordinators_own_submissions_are_not_offered_twice() -> None:
 PARKED = Parked(worker_db_id=7, keep_assigned=False)
 
 
-async def _parked(n: Notifier, timeout: float = 30, **kw: object) -> tuple[Ticket, asyncio.Task[object]]:
+async def _parked(n: Notifier, timeout: float = 30) -> tuple[Ticket, asyncio.Task[object]]:
     t = n.ticket()
-    task = asyncio.create_task(n.wait_ticket(t, timeout, parked=PARKED, **kw))  # type: ignore[arg-type]
+    task = asyncio.create_task(n.wait_ticket(t, timeout, parked=PARKED))
     await asyncio.sleep(0)  # it is parked now
     return t, task
 

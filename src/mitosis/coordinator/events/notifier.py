@@ -1,4 +1,4 @@
-r"""Wake-ups for long-polls: in-process events, and PostgreSQL LISTEN/NOTIFY between coordinators.
+"""Wake-ups for long-polls: in-process events, and PostgreSQL LISTEN/NOTIFY between coordinators.
 
 A waiter takes the channel's current event *before* it looks at the database and then waits on it,
 so a notification that lands between the look and the wait is never lost. Notifications carry no
@@ -163,13 +163,11 @@ class Notifier:
             deadline = loop.time() + timeout
             while not self.closing:
                 remaining = deadline - loop.time()
-                if remaining <= 0:
+                if remaining <= 0 or await _settled(fut, min(remaining, 1.0) if gone else remaining):
                     break
-                if await _settled(fut, min(remaining, 1.0) if gone else remaining):
-                    return None if fut.cancelled() else fut.result()
                 if gone is not None and await gone():
                     break
-            if fut in self._reserved:
+            if fut in self._reserved:  # (never a done ticket: answer() ends the reservation first)
                 # A submission is handing this waiter a task right now: its answer is never dropped.
                 return await fut
             return fut.result() if fut.done() and not fut.cancelled() else None

@@ -215,6 +215,7 @@ _PG_SUBMIT_ONE = f"""
         ORDER BY s.step),
     woken AS (
         SELECT pg_notify('{TASKS}', $11) FROM ins WHERE ins.assigned_worker IS NULL)
+    -- "notified" is read by nobody: a plain SELECT in WITH runs only when referenced.
     SELECT ins.id, ins.task_id, ins.group_id, ins.assigned_worker IS NOT NULL AS handed,
            (SELECT count(*) FROM woken) AS notified
     FROM ins
@@ -307,6 +308,7 @@ async def submit_with_token(
         return None
     task_uuid = uuid.uuid4()
     spec = spec_json(req.task_spec)
+    timeout = int(req.timeout.total_seconds())
     # An idle worker of this coordinator gets the task in this statement if it may run it (a
     # hand-off): no wake-up, claim and second commit between the submission and the worker.
     waiter = notifier.reserve()
@@ -322,7 +324,7 @@ async def submit_with_token(
                 task_uuid,
                 list(req.tags),
                 list(req.labels),
-                int(req.timeout.total_seconds()),
+                timeout,
                 req.priority,
                 json.dumps(spec),
                 submitted_payload(1),
@@ -333,7 +335,7 @@ async def submit_with_token(
             handed = Claimed(
                 id=row["id"],
                 uuid=task_uuid,
-                timeout=int(req.timeout.total_seconds()),
+                timeout=timeout,
                 upstream_task_uuid=None,
                 spec=spec,
                 labels=list(req.labels),
