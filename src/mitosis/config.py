@@ -215,8 +215,9 @@ class WorkerSettings(_Settings):
     """Stream captured task output to the coordinator while the task runs (``MITO_LIVE_LOGS``)."""
     batch: bool = True
     """Use the batched protocol (``POST /workers/batch``) when the coordinator has it."""
-    prefetch: int = Field(default=32, ge=1, le=64)
-    """Claim up to this many tasks ahead while tasks are short (1: never claim ahead)."""
+    prefetch: int = Field(default=64, ge=1, le=64)
+    """Claim up to this many tasks ahead while tasks are short, and no more than about a second of
+    them at their recent pace (1: never claim ahead)."""
     prefetch_short: Duration = timedelta(milliseconds=100)
     """Tasks ending faster than this are short; tasks claimed ahead go back when one runs longer."""
 

@@ -174,6 +174,40 @@ async def test_a_short_claim_stops_claiming_ahead_until_the_task_ends() -> None:
     await asyncio.wait_for(loop, 5)
 
 
+async def test_claims_ahead_about_a_second_of_work_at_the_recent_pace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(feeder_mod, "AHEAD_SECONDS", 1.0)
+    api, stop = FakeApi(), asyncio.Event()
+    f = make(api, stop, short=5.0)  # tasks under 5 s are short: each one below is
+    loop = asyncio.create_task(f.run())
+    first = await asyncio.wait_for(f.next_task(), 5)
+    f.running_since -= 0.24  # it took 0.24 s: four such tasks make about a second
+    f.complete(first.id, "Finish", OK)
+    f.ended(first)
+    assert f.last_short and f.pace is not None and 0.24 <= f.pace < 0.25
+    await asyncio.wait_for(f.next_task(), 5)
+    assert api.requests[1].fetch == 4  # not prefetch (8): that would hold ~2 s back from others
+    # Quicker tasks bring the average down (0.24 + 0.25 * (0.04 - 0.24) = 0.19 s): five ahead.
+    second = f.running
+    assert second is not None
+    f.running_since -= 0.04
+    f.ended(second)
+    assert f.pace is not None and 0.19 <= f.pace < 0.20
+    assert f._depth() == 5
+    # Tasks that end at once are claimed prefetch at a time: the pace bounds only slow ones.
+    f.pace = 0.001
+    assert f._depth() == 8
+    # A long task (not short) leaves the average alone and claims no more ahead.
+    third = f.pop()
+    assert third is not None
+    f.running_since -= 6.0
+    f.ended(third)
+    assert not f.last_short and f.pace == 0.001 and f._depth() == 1
+    stop.set()
+    await asyncio.wait_for(loop, 5)
+
+
 async def test_a_failed_exchange_keeps_its_results_for_the_next_one() -> None:
     api, stop = FakeApi(), asyncio.Event()
     f = make(api, stop)

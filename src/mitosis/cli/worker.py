@@ -81,7 +81,8 @@ _OPTIONS: list[Callable[[F], F]] = [
     click.option(
         "--prefetch",
         metavar="N",
-        help="Claim up to N tasks ahead while tasks are short (under 100ms); 1 = never [default: 32].",
+        help="Claim up to N (and about 1s of) tasks ahead while tasks are short (under 100ms); "
+        "1 = never [default: 64].",
     ),
     click.option(
         "--no-batch",

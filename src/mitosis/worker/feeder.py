@@ -7,8 +7,9 @@ beside the task loop and, in one request at a time:
 * commits the tasks that ended (``done``), a few at once while tasks keep coming, within
   :data:`FLUSH_AFTER` seconds of the first of them;
 * claims tasks: one when idle (long-polling), and, while tasks are *short* (the last one ended
-  within ``prefetch_short``), up to ``prefetch`` ahead so that the next task starts without a round
-  trip; the queue is topped up when it is half empty. A claim that comes back short of what it
+  within ``prefetch_short``), some ahead so that the next task starts without a round trip: as
+  many as take about :data:`AHEAD_SECONDS` at the pace of the recent short tasks, at most
+  ``prefetch``; the queue is topped up when it is half empty. A claim that comes back short of what it
   asked for means the queue ran dry: no more is claimed ahead until the running task ends (asking
   again and again while it runs would cost the coordinator and the database a claim each time,
   and take CPU from the task itself);
@@ -49,6 +50,14 @@ log = logging.getLogger(__name__)
 
 FLUSH_AFTER = 0.25
 """Longest time a result waits for company before it is sent on its own."""
+
+AHEAD_SECONDS = 1.0
+"""About how much work (at the pace of the recent short tasks) a worker claims ahead: tasks of
+1 ms are claimed ``prefetch`` at a time (fewer, larger requests), tasks of 90 ms ~11 at a time, so
+that the tasks one worker holds back from the others at the end of a burst stay within a second."""
+
+PACE_WEIGHT = 0.25
+"""Weight of the latest short task in the running average of their durations."""
 
 Committed = Callable[[], Awaitable[None]]
 
@@ -99,6 +108,8 @@ class Feeder:
         self.last_short = False
         self.dry = False
         """The last claim got fewer tasks than it asked for: none is claimed ahead until a task ends."""
+        self.pace: float | None = None
+        """Running average of the short tasks' durations (seconds); None before the first one."""
         self._done: list[_Pending] = []
         self._done_since: float | None = None
         self._release: list[int] = []
@@ -139,7 +150,10 @@ class Feeder:
     def ended(self, task: WorkerTaskResp) -> None:
         """The running task is over (whatever became of it)."""
         if self.running is not None and self.running.id == task.id:
-            self.last_short = time.monotonic() - self.running_since < self.short
+            took = time.monotonic() - self.running_since
+            self.last_short = took < self.short
+            if self.last_short:
+                self.pace = took if self.pace is None else self.pace + PACE_WEIGHT * (took - self.pace)
             self.running = None
         self.dry = False
         self._wake.set()
@@ -244,7 +258,7 @@ class Feeder:
             self._release.extend(t.id for t in self.queue)
             self.queue.clear()
             self.last_short = False
-        depth = self.prefetch if self.last_short else 1
+        depth = self._depth()
         if not busy and not self.queue:
             if self._done or self._release:
                 return self._build(fetch=depth, wait=None, holding=[])
@@ -260,6 +274,15 @@ class Feeder:
         if fetch or due or self._release:
             return self._build(fetch=fetch, wait=None, holding=self._holding())
         return None
+
+    def _depth(self) -> int:
+        """How many tasks to hold (the running one's successors): one unless tasks are short, then
+        about :data:`AHEAD_SECONDS` of them at their recent pace, at most ``prefetch``."""
+        if not self.last_short:
+            return 1
+        if self.pace is None or self.pace * self.prefetch <= AHEAD_SECONDS:
+            return self.prefetch
+        return max(1, int(AHEAD_SECONDS / self.pace))
 
     async def _sleep(self) -> None:
         """Wait for something to do: a change from the task loop, a flush due, a long task."""
